@@ -1,0 +1,207 @@
+"""Plugin discovery: built-in plugins plus ``draftsdk`` entry points, each loaded behind a guard.
+
+A plugin that fails to import, declares a hook that does not exist (a typo such as
+``register_reward``) or has a hookimpl with wrong arguments is recorded as a load error with its
+distribution, version and entry point; the other plugins still load.
+
+Environment variables:
+
+- ``DRAFTSDK_LOAD_PLUGINS=a,b`` loads only these plugins (distribution or entry-point names);
+  an empty value loads none besides the built-ins.
+- ``DRAFTSDK_TRACE_PLUGINS=1`` prints every hook call and its implementations to stderr.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.metadata as metadata
+import os
+import sys
+from dataclasses import dataclass, field
+
+import pluggy
+
+from . import hookspecs
+
+__all__ = ["PluginInfo", "get_plugin_manager", "list_plugins", "reset_plugins", "DEFAULT_PLUGINS"]
+
+ENTRY_POINT_GROUP = "draftsdk"
+DEFAULT_PLUGINS = ("draftsdk.default_plugins.basic", "draftsdk.default_plugins.digits")
+
+
+@dataclass
+class PluginInfo:
+    """One loaded (or failed) plugin, as shown by ``draftsdk plugins``."""
+
+    name: str
+    distribution: str
+    version: str
+    entry_point: str | None = None
+    error: str | None = None
+    rewards: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        """``dist version (entry point ...)``, used in error messages."""
+        where = f" (entry point {self.entry_point})" if self.entry_point else ""
+        return f"{self.distribution} {self.version}{where}"
+
+
+_pm: pluggy.PluginManager | None = None
+_plugins: dict[str, PluginInfo] = {}
+
+
+def _core_version() -> str:
+    try:
+        return metadata.version("draftsdk")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def _allowed() -> set[str] | None:
+    raw = os.environ.get("DRAFTSDK_LOAD_PLUGINS")
+    if raw is None:
+        return None
+    return {part.strip() for part in raw.split(",") if part.strip()}
+
+
+def _unknown_hook_message(pm: pluggy.PluginManager, plugin: object) -> str | None:
+    known = set(vars(hookspecs))
+    for hook_name in dir(plugin):
+        if hook_name in known or hook_name.startswith("_"):
+            continue
+        opts = pm.parse_hookimpl_opts(plugin, hook_name)
+        if opts is None:
+            continue
+        close = difflib.get_close_matches(hook_name, [n for n in known if n.startswith("register_")], 1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        return f"implements unknown hook '{hook_name}'{hint}"
+    return None
+
+
+def _import_failure(exc: BaseException) -> str:
+    return f"failed to import: {type(exc).__name__}: {exc}".splitlines()[0]
+
+
+def _register(pm: pluggy.PluginManager, plugin: object, info: PluginInfo) -> None:
+    try:
+        pm.register(plugin, name=info.name)
+    except pluggy.PluginValidationError as exc:
+        info.error = f"invalid hook implementation: {str(exc).splitlines()[-1]}"
+        return
+    problem = _unknown_hook_message(pm, plugin)
+    if problem is not None:
+        pm.unregister(plugin)
+        info.error = problem
+
+
+def _load_entry_points(pm: pluggy.PluginManager) -> None:
+    allowed = _allowed()
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = ep.dist
+        dist_name = dist.metadata["Name"] if dist is not None else "<unknown>"
+        version = dist.version if dist is not None else "?"
+        if allowed is not None and dist_name not in allowed and ep.name not in allowed:
+            continue
+        if ep.name in _plugins:
+            continue  # the same distribution seen twice on sys.path
+        info = PluginInfo(ep.name, dist_name, version, f"{ep.name} = {ep.value}")
+        _plugins[ep.name] = info
+        try:
+            plugin = ep.load()
+        except Exception as exc:  # any import failure must not take the other plugins down
+            info.error = _import_failure(exc)
+            continue
+        _register(pm, plugin, info)
+
+
+def get_plugin_manager() -> pluggy.PluginManager:
+    """Return the process-wide plugin manager, loading built-ins and entry points on first use.
+
+    Example:
+        >>> pm = get_plugin_manager()
+        >>> "draftsdk.default_plugins.basic" in [pm.get_name(p) for p in pm.get_plugins()]
+        True
+    """
+    global _pm
+    if _pm is None:
+        pm = pluggy.PluginManager(hookspecs.PROJECT)
+        pm.add_hookspecs(hookspecs)
+        for module_name in DEFAULT_PLUGINS:
+            info = PluginInfo(module_name, "draftsdk", _core_version())
+            _plugins[module_name] = info
+            try:
+                module = importlib.import_module(module_name)
+            except Exception as exc:
+                info.error = _import_failure(exc)
+                continue
+            _register(pm, module, info)
+        _load_entry_points(pm)
+        if os.environ.get("DRAFTSDK_TRACE_PLUGINS"):
+            pm.trace.root.setwriter(sys.stderr.write)
+            pm.enable_tracing()
+        _pm = pm
+    return _pm
+
+
+def register_plugin(plugin: object, name: str, distribution: str = "<local>", version: str = "") -> PluginInfo:
+    """Register an in-process plugin object (a module or an object with hookimpls).
+
+    Useful in notebooks and tests; installed plugins are found through entry points instead.
+
+    Example:
+        >>> import draftsdk
+        >>> class MyPlugin:
+        ...     @draftsdk.hookimpl
+        ...     def register_rewards(self, register):
+        ...         pass
+        >>> register_plugin(MyPlugin(), name="my-plugin").error is None
+        True
+        >>> unregister_plugin("my-plugin")
+    """
+    pm = get_plugin_manager()
+    info = PluginInfo(name, distribution, version)
+    _plugins[name] = info
+    _register(pm, plugin, info)
+    _invalidate_registry()
+    return info
+
+
+def unregister_plugin(name: str) -> None:
+    """Remove a plugin registered with [register_plugin][draftsdk.plugins.register_plugin]."""
+    pm = get_plugin_manager()
+    if pm.get_plugin(name) is not None:
+        pm.unregister(name=name)
+    _plugins.pop(name, None)
+    _invalidate_registry()
+
+
+def plugin_info(name: str) -> PluginInfo:
+    """The [PluginInfo][draftsdk.plugins.PluginInfo] of a loaded plugin, by its registered name."""
+    get_plugin_manager()
+    return _plugins[name]
+
+
+def list_plugins() -> list[PluginInfo]:
+    """Every plugin draftsdk tried to load, built-ins first, with load errors and its rewards."""
+    from .registry import reward_table
+
+    table = reward_table()
+    for info in _plugins.values():
+        info.rewards = sorted(r.name for r in table.infos if r.plugin_name == info.name)
+    return list(_plugins.values())
+
+
+def _invalidate_registry() -> None:
+    from . import registry
+
+    registry._table = None
+
+
+def reset_plugins() -> None:
+    """Forget every loaded plugin; the next use re-discovers them (for tests and long sessions)."""
+    global _pm
+    _pm = None
+    _plugins.clear()
+    _invalidate_registry()

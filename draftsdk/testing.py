@@ -1,0 +1,222 @@
+"""Test helpers for reward-plugin authors (also a pytest plugin, loaded automatically).
+
+- [check_reward][draftsdk.testing.check_reward] runs the reward contract: output shape, finite
+  values, gradient to the pixels, determinism and batch independence.
+- [tiny_pipeline][draftsdk.testing.tiny_pipeline] builds a random-weight Stable-Diffusion-shaped
+  pipeline from configs in a fraction of a second, for offline tests of code that needs one.
+
+Installing draftsdk also registers a pytest plugin ([draftsdk.pytest_plugin][]) with the fixtures
+``check_reward`` and ``tiny_sd_path``.
+
+Example:
+    >>> from draftsdk.testing import check_reward
+    >>> from draftsdk.default_plugins.basic import Brightness
+    >>> report = check_reward(Brightness())
+    >>> report["shape"]
+    [2]
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import RewardContractError
+
+__all__ = ["check_reward", "tiny_clip_tokenizer", "tiny_pipeline", "save_tiny_pipeline"]
+
+
+def _fail(reward: Any, problem: str) -> RewardContractError:
+    return RewardContractError(f"reward '{getattr(reward, 'name', reward)}': {problem}")
+
+
+def check_reward(
+    reward: Any,
+    *,
+    batch_size: int = 2,
+    image_size: int = 32,
+    prompts: Sequence[str] | None = None,
+    seed: int = 0,
+    atol: float = 1e-5,
+    rtol: float = 1e-4,
+    check_input_validation: bool = False,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Check that ``reward`` honours the Reward contract; raise RewardContractError if not.
+
+    Args:
+        reward: the reward instance.
+        batch_size, image_size: the random images to score (uniform noise in [0, 1]).
+        prompts: one per image (default: simple captions).
+        atol, rtol: tolerance for determinism and batch-independence comparisons.
+        check_input_validation: also require a ValueError for 0..255 images and for a
+            prompt-count mismatch (what draftsdk's own plugins promise).
+
+    Returns:
+        a small report: the output shape, the scores, the gradient norm (when differentiable).
+    """
+    import torch
+
+    from .rewards import Reward
+
+    if not isinstance(reward, Reward):
+        raise _fail(reward, "lacks `name`, `differentiable` or `__call__(images, prompts)`")
+    if not isinstance(reward.name, str) or not isinstance(reward.differentiable, bool):
+        raise _fail(reward, "`name` must be a str and `differentiable` a bool")
+    if batch_size < 2:
+        raise ValueError("check_reward: batch_size must be >= 2 to test batch independence")
+    prompts = list(prompts) if prompts is not None else [f"a photo of thing {i}" for i in range(batch_size)]
+    if len(prompts) != batch_size:
+        raise ValueError(f"check_reward: got {len(prompts)} prompts for batch_size={batch_size}")
+    gen = torch.Generator().manual_seed(seed)
+    images = torch.rand(batch_size, 3, image_size, image_size, generator=gen).to(device)
+
+    with torch.no_grad():
+        first = reward(images, prompts)
+        second = reward(images, prompts)
+        singles = [reward(images[i : i + 1], prompts[i : i + 1]) for i in range(batch_size)]
+    if not isinstance(first, torch.Tensor):
+        raise _fail(reward, f"returned {type(first).__name__}; expected a Tensor")
+    if tuple(first.shape) != (batch_size,):
+        raise _fail(reward, f"returned shape {tuple(first.shape)}; expected ({batch_size},)")
+    if not first.is_floating_point() or not torch.isfinite(first).all():
+        raise _fail(reward, f"returned non-finite or non-float values {first.tolist()}")
+    if not torch.allclose(first, second, atol=atol, rtol=rtol):
+        raise _fail(reward, f"is not deterministic: {first.tolist()} then {second.tolist()} (eval mode? dropout?)")
+    joined = torch.cat([s.reshape(-1) for s in singles])
+    if not torch.allclose(first, joined, atol=atol, rtol=rtol):
+        raise _fail(
+            reward,
+            f"depends on the rest of the batch: batch {first.tolist()} vs one-by-one {joined.tolist()} "
+            "(score each image with its own prompt: take the diagonal)",
+        )
+    report: dict[str, Any] = {"shape": list(first.shape), "scores": first.tolist(), "grad_norm": None}
+
+    if reward.differentiable:
+        pixels = images.clone().requires_grad_(True)
+        out = reward(pixels, prompts)
+        if out.grad_fn is None:
+            raise _fail(reward, "says differentiable=True but its output has no grad_fn")
+        (grad,) = torch.autograd.grad(out.sum(), pixels)
+        if not torch.isfinite(grad).all():
+            raise _fail(reward, "gradient w.r.t. the images has non-finite values")
+        norm = float(grad.norm())
+        if norm == 0.0:
+            raise _fail(reward, "gradient w.r.t. the images is exactly zero")
+        report["grad_norm"] = norm
+
+    if check_input_validation:
+        for bad, what in ((images * 255, "0..255 images"), (images[:1], "fewer images than prompts")):
+            try:
+                reward(bad, prompts)
+            except ValueError:
+                continue
+            raise _fail(reward, f"accepted {what} without a ValueError")
+    return report
+
+
+def _clip_bpe_path() -> Path:
+    try:
+        import open_clip
+    except ImportError as exc:  # pragma: no cover - dev dependency
+        raise ImportError("tiny_clip_tokenizer needs open_clip_torch (for its BPE file): pip install open_clip_torch") from exc
+    return Path(open_clip.__file__).parent / "bpe_simple_vocab_16e6.txt.gz"
+
+
+def tiny_clip_tokenizer(vocab_size: int = 1000, model_max_length: int = 77) -> Any:
+    """A real CLIP BPE tokenizer cut to ``vocab_size`` tokens, built offline from open_clip's file."""
+    from transformers import CLIPTokenizer
+
+    # bytes_to_unicode, as in CLIP: printable bytes map to themselves, the rest to code points >= 256.
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    extra = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + extra)
+            extra += 1
+    byte_chars = [chr(c) for c in cs]
+    lines = gzip.open(_clip_bpe_path()).read().decode("utf-8").split("\n")
+    merges = [tuple(m.split()) for m in lines[1 : 1 + vocab_size - 514]]
+    tokens = byte_chars + [c + "</w>" for c in byte_chars] + ["".join(m) for m in merges]
+    tokens += ["<|startoftext|>", "<|endoftext|>"]
+    vocab = {t: i for i, t in enumerate(tokens)}
+    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=model_max_length)
+
+
+def tiny_pipeline(seed: int = 0, sample_size: int = 8, cross_attention_dim: int = 32) -> Any:
+    """A random-weight ``StableDiffusionPipeline`` with SD's structure at toy size (CPU, ~0.1 s).
+
+    ``sample_size`` is the latent size; images are twice as large (two VAE levels).
+    """
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        sample_size=sample_size,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=cross_attention_dim,
+        attention_head_dim=8,
+        norm_num_groups=32,
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=(32, 64),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        layers_per_block=1,
+        sample_size=sample_size * 2,
+    )
+    tokenizer = tiny_clip_tokenizer()
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=cross_attention_dim,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=77,
+            projection_dim=32,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    return StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def save_tiny_pipeline(path: str | os.PathLike[str], **kwargs: Any) -> Path:
+    """Build a [tiny_pipeline][draftsdk.testing.tiny_pipeline] and ``save_pretrained`` it to ``path``."""
+    path = Path(path)
+    tiny_pipeline(**kwargs).save_pretrained(path)
+    return path

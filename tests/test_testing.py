@@ -1,0 +1,48 @@
+"""draftsdk.testing.check_reward catches each way a reward can break the contract."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from draftsdk import RewardContractError
+from draftsdk.default_plugins.basic import Brightness, Contrast, Saturation, TargetColor
+from draftsdk.testing import check_reward
+
+
+@pytest.mark.parametrize("reward", [Brightness(), Saturation(), Contrast(), TargetColor((0.2, 0.4, 0.6))])
+def test_builtins_pass_the_contract(reward):
+    report = check_reward(reward, batch_size=3)
+    assert report["shape"] == [3] and report["grad_norm"] > 0
+
+
+class _R:
+    name = "r"
+    differentiable = True
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, images, prompts):
+        return self.fn(images, prompts)
+
+
+@pytest.mark.parametrize(
+    "fn, problem",
+    [
+        (lambda x, p: x.mean(dim=(1, 2, 3)).unsqueeze(1), "returned shape (2, 1); expected (2,)"),
+        (lambda x, p: torch.randn(x.shape[0]), "is not deterministic"),
+        (lambda x, p: x.mean(dim=(1, 2, 3)) - x.mean(), "depends on the rest of the batch"),
+        (lambda x, p: x.mean(dim=(1, 2, 3)).detach(), "says differentiable=True but its output has no grad_fn"),
+        (lambda x, p: (x.mean(dim=(1, 2, 3)) > 2).float() + x.sum(dim=(1, 2, 3)) * 0, "gradient w.r.t. the images is exactly zero"),
+        (lambda x, p: x.mean(dim=(1, 2, 3)), "accepted 0..255 images without a ValueError"),
+    ],
+)
+def test_check_reward_failures(fn, problem):
+    with pytest.raises(RewardContractError) as err:
+        check_reward(_R(fn), check_input_validation=True)
+    assert str(err.value).startswith("reward 'r': " + problem)
+
+
+def test_fixture_from_pytest_plugin(check_reward):
+    assert check_reward(Brightness())["scores"]
