@@ -1,0 +1,148 @@
+"""Image grids and line charts as PNG files, with Pillow only (no plotting library needed).
+
+Example:
+    >>> import torch
+    >>> grid = make_grid(torch.rand(4, 3, 8, 8), ncol=2, row_labels=["a", "b"], col_labels=["x", "y"], scale=4)
+    >>> grid.mode
+    'RGB'
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, ImageDraw, ImageFont
+
+__all__ = ["make_grid", "plot_lines", "save_png", "to_pil"]
+
+PALETTE = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (255, 127, 14), (148, 103, 189), (140, 86, 75), (23, 190, 207)]
+
+
+def _font(size: int = 12) -> Any:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1
+        return ImageFont.load_default()
+
+
+def to_pil(image: Any, scale: int = 1) -> Image.Image:
+    """A (3, H, W) tensor in [0, 1] as a PIL image, enlarged ``scale`` times with nearest neighbour."""
+    array = (image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype("uint8")
+    pil = Image.fromarray(array)
+    if scale != 1:
+        pil = pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST)
+    return pil
+
+
+def make_grid(
+    images: Any,
+    ncol: int,
+    *,
+    row_labels: Sequence[str] | None = None,
+    col_labels: Sequence[str] | None = None,
+    title: str | None = None,
+    scale: int = 1,
+    pad: int = 2,
+) -> Image.Image:
+    """Lay out (N, 3, H, W) images row by row, ``ncol`` per row, with optional labels and title."""
+    n = images.shape[0]
+    nrow = math.ceil(n / ncol)
+    tiles = [to_pil(images[i], scale) for i in range(n)]
+    w, h = tiles[0].size
+    font = _font(max(11, min(16, h // 4)))
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    label_w = max((int(probe.textlength(s, font=font)) for s in row_labels or []), default=0)
+    left = label_w + 8 if row_labels else 0
+    top = (font.size + 8 if col_labels else 0) + (font.size + 10 if title else 0)
+    canvas = Image.new("RGB", (left + ncol * (w + pad) + pad, top + nrow * (h + pad) + pad), "white")
+    draw = ImageDraw.Draw(canvas)
+    if title:
+        draw.text((pad, 2), title, fill="black", font=font)
+    col_y = top - font.size - 6
+    for c, label in enumerate(col_labels or []):
+        draw.text((left + pad + c * (w + pad), col_y), label, fill="black", font=font)
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, ncol)
+        canvas.paste(tile, (left + pad + c * (w + pad), top + pad + r * (h + pad)))
+    for r, label in enumerate(row_labels or []):
+        draw.text((4, top + pad + r * (h + pad) + h // 2 - font.size // 2), label, fill="black", font=font)
+    return canvas
+
+
+def plot_lines(
+    series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    *,
+    title: str = "",
+    xlabel: str = "",
+    ylabel: str = "",
+    size: tuple[int, int] = (640, 400),
+    hlines: Mapping[str, float] | None = None,
+) -> Image.Image:
+    """A simple line chart: ``series = {name: (xs, ys)}``; ``hlines = {label: y}`` draws dashed references."""
+    width, height = size
+    ml, mr, mt, mb = 64, 16, 32, 44
+    img = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(img)
+    font = _font(12)
+    xs_all = [x for xs, _ in series.values() for x in xs]
+    ys_all = [y for _, ys in series.values() for y in ys if math.isfinite(y)] + list((hlines or {}).values())
+    if not xs_all or not ys_all:
+        draw.text((ml, mt), "no data", fill="black", font=font)
+        return img
+    x0, x1 = min(xs_all), max(xs_all)
+    y0, y1 = min(ys_all), max(ys_all)
+    if x1 == x0:
+        x1 = x0 + 1
+    span = (y1 - y0) or 1.0
+    y0, y1 = y0 - 0.05 * span, y1 + 0.05 * span
+
+    def px(x: float, y: float) -> tuple[float, float]:
+        return (ml + (x - x0) / (x1 - x0) * (width - ml - mr), mt + (y1 - y) / (y1 - y0) * (height - mt - mb))
+
+    draw.rectangle([ml, mt, width - mr, height - mb], outline="black")
+    for i in range(5):
+        yv = y0 + (y1 - y0) * i / 4
+        _, yp = px(x0, yv)
+        draw.line([ml - 4, yp, ml, yp], fill="black")
+        draw.text((4, yp - 6), f"{yv:.3g}", fill="black", font=font)
+        xv = x0 + (x1 - x0) * i / 4
+        xp, _ = px(xv, y0)
+        draw.line([xp, height - mb, xp, height - mb + 4], fill="black")
+        draw.text((xp - 10, height - mb + 6), f"{xv:.4g}", fill="black", font=font)
+    for j, (label, y) in enumerate((hlines or {}).items()):
+        _, yp = px(x0, y)
+        for xs in range(ml, width - mr, 12):
+            draw.line([xs, yp, min(xs + 6, width - mr), yp], fill=(120, 120, 120))
+        draw.text((width - mr - 8 - draw.textlength(label, font=font), yp - 15), label, fill=(90, 90, 90), font=font)
+    for k, (name, (xs, ys)) in enumerate(series.items()):
+        color = PALETTE[k % len(PALETTE)]
+        points = [px(x, y) for x, y in zip(xs, ys) if math.isfinite(y)]
+        if len(points) > 1:
+            draw.line(points, fill=color, width=2)
+        for p in points if len(points) < 40 else []:
+            draw.ellipse([p[0] - 2, p[1] - 2, p[0] + 2, p[1] + 2], fill=color)
+        draw.text((ml + 8, mt + 6 + 15 * k), name, fill=color, font=font)
+    draw.text((ml, 8), title, fill="black", font=font)
+    draw.text(((width - draw.textlength(xlabel, font=font)) / 2, height - 18), xlabel, fill="black", font=font)
+    draw.text((4, mt - 16), ylabel, fill="black", font=font)
+    return img
+
+
+def save_png(image: Image.Image, path: str | os.PathLike[str]) -> Path:
+    """Save atomically (temporary file, then rename)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".png", dir=target.parent)
+    os.close(fd)
+    try:
+        image.save(tmp, format="PNG")
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target

@@ -1,0 +1,448 @@
+"""LoRA adapters: attach for training, export in diffusers format, load, scale and mix.
+
+Files are diffusers-format LoRA safetensors (``unet.<module>.lora.down/up.weight`` plus diffusers'
+``lora_adapter_metadata`` header), so a plain ``StableDiffusionPipeline.load_lora_weights(path)``
+loads them without draftsdk. draftsdk adds a ``draftsdk`` header entry: the base model, a fingerprint
+of the UNet's shapes, rank/alpha/targets, the reward spec, the training config and its version.
+
+Scaling ``θ_pre + α·ΔW`` interpolates between the base (α = 0) and the fine-tuned model (α = 1);
+mixing adds several adapters. [mix_files][draftsdk.lora.mix_files] writes one adapter whose effect
+is exactly ``Σ w_i·(α_i/r_i)·B_i·A_i`` by concatenating along the rank dimension (averaging the A
+and B factors separately would be wrong: the product is not linear in them).
+
+Example:
+    >>> import tempfile, draftsdk
+    >>> from draftsdk.testing import tiny_pipeline
+    >>> pipe = tiny_pipeline()
+    >>> params = draftsdk.lora.add_lora(pipe.unet, rank=4)
+    >>> path = draftsdk.lora.save_lora(tempfile.mkdtemp() + "/a.safetensors", pipe.unet)
+    >>> draftsdk.lora.read_lora(path).rank
+    4
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import DraftError
+
+__all__ = [
+    "ADAPTER_NAME",
+    "DEFAULT_TARGETS",
+    "LoraFile",
+    "add_lora",
+    "lora_parameters",
+    "unet_fingerprint",
+    "save_lora",
+    "read_lora",
+    "load_lora",
+    "restore_lora",
+    "scale",
+    "set_mix",
+    "mix_files",
+    "parse_weighted_path",
+]
+
+ADAPTER_NAME = "draftsdk"
+DEFAULT_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
+EXTRAPOLATION_WARNING = 1.5
+
+
+class LoraError(DraftError, ValueError):
+    """A LoRA file is unreadable, for another model, or cannot be mixed."""
+
+
+def add_lora(
+    unet: Any,
+    rank: int = 8,
+    alpha: float | None = None,
+    targets: Sequence[str] = DEFAULT_TARGETS,
+    adapter_name: str = ADAPTER_NAME,
+) -> list[torch.nn.Parameter]:
+    """Freeze ``unet`` and attach a trainable peft LoRA adapter (``unet.add_adapter``).
+
+    ``alpha`` defaults to ``rank`` (scale 1). A is Gaussian-initialised and B zero, so the model is
+    unchanged until the first update. Returns the trainable parameters.
+    """
+    from peft import LoraConfig
+
+    unet.requires_grad_(False)
+    config = LoraConfig(
+        r=rank, lora_alpha=alpha if alpha is not None else rank, init_lora_weights="gaussian", target_modules=list(targets)
+    )
+    try:
+        unet.add_adapter(config, adapter_name=adapter_name)
+    except ValueError as exc:
+        raise LoraError(f"cannot attach LoRA to targets {list(targets)}: {str(exc).splitlines()[0]}") from None
+    return lora_parameters(unet, adapter_name)
+
+
+def lora_parameters(unet: Any, adapter_name: str = ADAPTER_NAME) -> list[torch.nn.Parameter]:
+    """The parameters of one adapter (marked trainable)."""
+    marker = f".{adapter_name}."
+    params = [p for n, p in unet.named_parameters() if "lora_" in n and marker in n]
+    for p in params:
+        p.requires_grad_(True)
+    return params
+
+
+def unet_fingerprint(unet: Any) -> str:
+    """A short hash of the UNet's base parameter names and shapes (identifies the architecture)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(unet.state_dict().items()):
+        if "lora_" in name:
+            continue
+        digest.update(f"{name.replace('.base_layer', '')}:{tuple(tensor.shape)};".encode())
+    return digest.hexdigest()[:16]
+
+
+def _adapter_config(unet: Any, adapter_name: str) -> dict[str, Any]:
+    config = unet.peft_config[adapter_name].to_dict()
+    return {k: sorted(v) if isinstance(v, set) else v for k, v in config.items()}
+
+
+def _atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _pack(state_dict: Mapping[str, torch.Tensor], config: dict[str, Any], info: dict[str, Any]) -> tuple[dict, dict]:
+    adapter_meta = {f"unet.{k}": v for k, v in config.items()}
+    metadata = {
+        "format": "pt",
+        "lora_adapter_metadata": json.dumps(adapter_meta, indent=2, sort_keys=True, default=str),
+        "draftsdk": json.dumps(info, sort_keys=True, default=str),
+    }
+    return {f"unet.{k}": v for k, v in state_dict.items()}, metadata
+
+
+def save_lora(
+    path: str | os.PathLike[str],
+    unet: Any,
+    *,
+    adapter_name: str = ADAPTER_NAME,
+    base_model: str | None = None,
+    reward_spec: Any = None,
+    train_config: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write the adapter as a diffusers-format LoRA safetensors file, atomically.
+
+    ``unet`` must be the unwrapped model (not a DDP/accelerate wrapper: wrapper prefixes would make
+    the saved keys miss every module).
+    """
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft.utils import get_peft_model_state_dict
+
+    from . import __version__
+
+    if hasattr(unet, "module") and not hasattr(unet, "peft_config"):
+        unet = unet.module
+    if adapter_name not in getattr(unet, "peft_config", {}):
+        raise LoraError(f"the UNet has no LoRA adapter named {adapter_name!r}; attach one with draftsdk.lora.add_lora")
+    state = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet, adapter_name=adapter_name))
+    if not state:
+        raise LoraError(f"adapter {adapter_name!r} produced an empty state dict; nothing to save")
+    config = _adapter_config(unet, adapter_name)
+    info = {
+        "version": __version__,
+        "base_model": base_model,
+        "unet_fingerprint": unet_fingerprint(unet),
+        "rank": config["r"],
+        "alpha": config["lora_alpha"],
+        "targets": config["target_modules"],
+        "reward": reward_spec,
+        "train_config": dict(train_config) if train_config is not None else None,
+        **dict(extra or {}),
+    }
+    tensors, metadata = _pack(state, config, info)
+    target = Path(path)
+    _atomic_save(tensors, target, metadata)
+    return target
+
+
+@dataclass
+class LoraFile:
+    """A LoRA file read by [read_lora][draftsdk.lora.read_lora].
+
+    Attributes:
+        state_dict: diffusers-format tensors (``unet.`` prefix kept).
+        rank, alpha: the adapter's rank and alpha (alpha = rank when the file does not say).
+        targets: LoRA target module names from the header, if present.
+        info: draftsdk's header (empty for files from other tools).
+    """
+
+    path: Path
+    state_dict: dict[str, torch.Tensor]
+    rank: int
+    alpha: float
+    targets: list[str] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+    adapter_config: dict[str, Any] = field(default_factory=dict)
+
+    def modules(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """``{module path: (A, B)}`` with A the down (r, in) and B the up (out, r) factor."""
+        pairs: dict[str, dict[str, torch.Tensor]] = {}
+        for key, value in self.state_dict.items():
+            name = key.removeprefix("unet.")
+            for down, up in ((".lora.down.weight", ".lora.up.weight"), (".lora_A.weight", ".lora_B.weight")):
+                if name.endswith(down):
+                    pairs.setdefault(name[: -len(down)], {})["A"] = value
+                elif name.endswith(up):
+                    pairs.setdefault(name[: -len(up)], {})["B"] = value
+        broken = [m for m, ab in pairs.items() if len(ab) != 2]
+        if broken:
+            raise LoraError(f"{self.path}: module {broken[0]!r} lacks its down or up matrix")
+        return {m: (ab["A"], ab["B"]) for m, ab in sorted(pairs.items())}
+
+
+def read_lora(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> LoraFile:
+    """Read a LoRA file. Pickle formats (.bin/.pt/...) are refused unless ``trust_pickle=True``,
+    and even then load with ``torch.load(weights_only=True)``."""
+    file = Path(path)
+    if not file.is_file():
+        raise LoraError(f"LoRA file {str(file)!r} does not exist")
+    metadata: dict[str, str] = {}
+    if file.suffix in PICKLE_SUFFIXES:
+        if not trust_pickle:
+            raise LoraError(
+                f"{str(file)!r} is a pickle file, which can run code when loaded; convert it to safetensors, "
+                "or pass trust_pickle=True (--trust-pickle) if you trust its source"
+            )
+        try:
+            state = torch.load(file, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise LoraError(f"cannot read {str(file)!r} with weights_only=True: {str(exc).splitlines()[0]}") from None
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise LoraError(f"{str(file)!r} does not hold a flat dict of tensors")
+    else:
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(file), framework="pt") as f:
+                metadata = f.metadata() or {}
+                state = {k: f.get_tensor(k) for k in f.keys()}
+        except (SafetensorError, OSError) as exc:
+            raise LoraError(f"{str(file)!r} is not a readable safetensors file ({str(exc).splitlines()[0]})") from None
+    config: dict[str, Any] = {}
+    if "lora_adapter_metadata" in metadata:
+        raw = json.loads(metadata["lora_adapter_metadata"])
+        config = {k.removeprefix("unet."): v for k, v in raw.items() if k.startswith("unet.")}
+    info = json.loads(metadata["draftsdk"]) if "draftsdk" in metadata else {}
+    lora = LoraFile(file, dict(state), rank=0, alpha=0.0, info=info, adapter_config=config)
+    modules = lora.modules()
+    if not modules:
+        raise LoraError(f"{str(file)!r} holds no UNet LoRA weights (expected keys like unet.<module>.lora.down.weight)")
+    lora.rank = int(config.get("r") or next(iter(modules.values()))[0].shape[0])
+    lora.alpha = float(config.get("lora_alpha") or lora.rank)
+    lora.targets = list(config.get("target_modules") or [])
+    if config.get("rank_pattern") or config.get("alpha_pattern"):
+        raise LoraError(f"{str(file)!r} uses per-module rank/alpha patterns, which draftsdk does not support")
+    return lora
+
+
+def check_compatible(unet: Any, lora: LoraFile) -> None:
+    """Raise LoraError naming the first module whose shapes do not fit ``unet`` (another base model)."""
+    for module_name, (down, up) in lora.modules().items():
+        try:
+            module = unet.get_submodule(module_name)
+        except AttributeError:
+            raise LoraError(
+                f"{lora.path.name}: module {module_name!r} does not exist in this UNet (a LoRA for another base model?)"
+            ) from None
+        base = getattr(module, "base_layer", module)
+        weight = getattr(base, "weight", None)
+        if weight is None:
+            continue
+        expected_in = weight.shape[1] if weight.ndim > 1 else weight.shape[0]
+        if down.shape[1] != expected_in or up.shape[0] != weight.shape[0]:
+            raise LoraError(
+                f"{lora.path.name} does not fit this model: module {module_name!r} has weight {tuple(weight.shape)} "
+                f"but the LoRA has down {tuple(down.shape)} / up {tuple(up.shape)} (a LoRA for another base model?)"
+            )
+
+
+def load_lora(
+    pipeline: Any,
+    path: str | os.PathLike[str],
+    adapter_name: str | None = None,
+    *,
+    weight: float = 1.0,
+    trust_pickle: bool = False,
+) -> str:
+    """Load a draftsdk or diffusers LoRA file onto ``pipeline`` under ``adapter_name`` (default: the file stem).
+
+    Shapes are checked first, so a LoRA for another base model fails with the module and both shapes.
+    Returns the adapter name.
+    """
+    lora = read_lora(path, trust_pickle=trust_pickle)
+    check_compatible(pipeline.unet, lora)
+    name = adapter_name or lora.path.stem.replace(".", "_")
+    if name in getattr(pipeline.unet, "peft_config", {}):
+        raise LoraError(f"an adapter named {name!r} is already loaded; pass another adapter_name")
+    source: Any = str(lora.path) if lora.path.suffix == ".safetensors" else lora.state_dict
+    pipeline.load_lora_weights(source, adapter_name=name)
+    scale(pipeline, name, weight)
+    return name
+
+
+def restore_lora(unet: Any, path: str | os.PathLike[str], adapter_name: str = ADAPTER_NAME) -> None:
+    """Copy the weights of a saved file into an existing adapter of ``unet`` (used to resume training)."""
+    from diffusers.utils import convert_unet_state_dict_to_peft
+    from peft.utils import set_peft_model_state_dict
+
+    lora = read_lora(path)
+    check_compatible(unet, lora)
+    state = convert_unet_state_dict_to_peft({k.removeprefix("unet."): v for k, v in lora.state_dict.items()})
+    result = set_peft_model_state_dict(unet, state, adapter_name=adapter_name)
+    unexpected = getattr(result, "unexpected_keys", None)
+    if unexpected:
+        raise LoraError(f"{lora.path.name}: {len(unexpected)} tensors did not match adapter {adapter_name!r}, e.g. {unexpected[0]}")
+
+
+def _warn_extrapolation(name: str, alpha: float) -> None:
+    if abs(alpha) > EXTRAPOLATION_WARNING:
+        warnings.warn(
+            f"LoRA {name!r} scaled by {alpha:g}: beyond ±{EXTRAPOLATION_WARNING:g} this extrapolates far past the "
+            "fine-tuned model and images may break down",
+            stacklevel=3,
+        )
+
+
+def scale(pipeline: Any, name: str, alpha: float) -> None:
+    """Use only adapter ``name``, scaled by ``alpha``: θ_pre + α·ΔW (0 = base model, 1 = fine-tuned).
+
+    Values outside [0, 1] extrapolate; a warning is issued beyond ±1.5.
+    """
+    set_mix(pipeline, {name: alpha})
+
+
+def set_mix(pipeline: Any, weights: Mapping[str, float]) -> None:
+    """Activate several loaded adapters at once: θ_pre + Σ w_i·ΔW_i (``set_adapters``)."""
+    if not weights:
+        raise LoraError("set_mix: no adapters given")
+    loaded = set(getattr(pipeline.unet, "peft_config", {}))
+    for name, value in weights.items():
+        if name not in loaded:
+            raise LoraError(f"no adapter named {name!r} is loaded; loaded: {', '.join(sorted(loaded)) or 'none'}")
+        if not math.isfinite(value):
+            raise LoraError(f"weight of adapter {name!r} must be finite, got {value!r}")
+        _warn_extrapolation(name, value)
+    pipeline.unet.set_adapters(list(weights), weights=[float(w) for w in weights.values()])
+
+
+def parse_weighted_path(text: str, default: float = 1.0) -> tuple[str, float]:
+    """Split ``FILE[:WEIGHT]``; the weight must be a finite number.
+
+    Example:
+        >>> parse_weighted_path("a.safetensors:0.7"), parse_weighted_path("b.safetensors")
+        (('a.safetensors', 0.7), ('b.safetensors', 1.0))
+    """
+    path, sep, raw = text.rpartition(":")
+    if not sep or "/" in raw or "\\" in raw:
+        return text, default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise LoraError(f"{text!r}: expected FILE:WEIGHT with a number after the colon, got {raw!r}") from None
+    if not math.isfinite(value):
+        raise LoraError(f"{text!r}: the weight must be finite")
+    if not path:
+        raise LoraError(f"{text!r}: missing file name before the colon")
+    return path, value
+
+
+def mix_files(
+    inputs: Sequence[tuple[str | os.PathLike[str], float]],
+    output: str | os.PathLike[str],
+    *,
+    trust_pickle: bool = False,
+) -> Path:
+    """Write ONE adapter whose effect is exactly ``Σ w_i·(α_i/r_i)·B_i·A_i``.
+
+    The factors are concatenated along the rank dimension (rank = Σ r_i); each file's weight and
+    alpha/rank scale are folded into its B block, and the output has alpha = rank (scale 1). A module
+    present in only some files gets zero blocks for the others, which keeps the sum exact.
+
+    Raises:
+        LoraError: empty input, zero total weight, or files whose shapes for the same module differ
+            (adapters for different base models) — the message names the module and both shapes.
+    """
+    if not inputs:
+        raise LoraError("mix: no input files given; pass at least one FILE:WEIGHT")
+    weights = [float(w) for _, w in inputs]
+    if not all(math.isfinite(w) for w in weights):
+        raise LoraError("mix: weights must be finite numbers")
+    if sum(abs(w) for w in weights) == 0:
+        raise LoraError("mix: all weights are zero; the mix would be the base model")
+    loras = [read_lora(p, trust_pickle=trust_pickle) for p, _ in inputs]
+    fingerprints = {lo.info.get("unet_fingerprint") for lo in loras} - {None}
+    if len(fingerprints) > 1:
+        names = ", ".join(f"{lo.path.name}={lo.info.get('unet_fingerprint')}" for lo in loras)
+        raise LoraError(f"mix: the adapters were trained on different base models (UNet fingerprints {names})")
+    per_file = [lo.modules() for lo in loras]
+    all_modules = sorted(set().union(*per_file))
+    total_rank = sum(lo.rank for lo in loras)
+    mixed: dict[str, torch.Tensor] = {}
+    for module in all_modules:
+        shapes = {lo.path.name: mods[module] for lo, mods in zip(loras, per_file) if module in mods}
+        (first_name, (a0, b0)), *rest = shapes.items()
+        for other_name, (a, b) in rest:
+            if a.shape[1:] != a0.shape[1:] or b.shape[0] != b0.shape[0] or b.shape[2:] != b0.shape[2:]:
+                raise LoraError(
+                    f"mix: module {module!r} has down {tuple(a0.shape)}/up {tuple(b0.shape)} in {first_name} but "
+                    f"down {tuple(a.shape)}/up {tuple(b.shape)} in {other_name} (different base models?)"
+                )
+        downs, ups = [], []
+        for lo, mods, w in zip(loras, per_file, weights):
+            if module in mods:
+                a, b = mods[module]
+                downs.append(a.float())
+                ups.append(b.float() * (w * lo.alpha / lo.rank))
+            else:
+                downs.append(a0.new_zeros((lo.rank, *a0.shape[1:])).float())
+                ups.append(b0.new_zeros((b0.shape[0], lo.rank, *b0.shape[2:])).float())
+        mixed[f"{module}.lora.down.weight"] = torch.cat(downs, dim=0)
+        mixed[f"{module}.lora.up.weight"] = torch.cat(ups, dim=1)
+    targets = sorted({t for lo in loras for t in lo.targets}) or all_modules
+    config = {**loras[0].adapter_config, "r": total_rank, "lora_alpha": total_rank, "target_modules": targets}
+    config.pop("rank_pattern", None)
+    config.pop("alpha_pattern", None)
+    info = {
+        "mix": [{"file": str(lo.path), "weight": w, "rank": lo.rank, "alpha": lo.alpha} for lo, w in zip(loras, weights)],
+        "base_model": loras[0].info.get("base_model"),
+        "unet_fingerprint": next(iter(fingerprints), None),
+        "rank": total_rank,
+        "alpha": total_rank,
+        "targets": targets,
+    }
+    from . import __version__
+
+    info["version"] = __version__
+    tensors, metadata = _pack(mixed, config, info)
+    target = Path(output)
+    _atomic_save(tensors, target, metadata)
+    return target
