@@ -124,6 +124,104 @@ def _score(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("train")
+def _train(args: argparse.Namespace) -> int:
+    from .config import ConfigError, TrainConfig
+    from .rewards import combine
+    from .trainer import Trainer
+
+    config = TrainConfig.from_file(args.config, args.set)
+    if config.model is None:
+        raise ConfigError("invalid config: model: `draftsdk train` needs model = a local pipeline folder or a hub id")
+    if config.rewards is None:
+        raise ConfigError("invalid config: rewards: `draftsdk train` needs a [rewards] table, e.g. brightness = 1.0")
+    objective = combine(config.rewards)
+    trainer = Trainer(config.model, objective, config)
+    if trainer.dist.is_main:
+        print(f"run directory: {config.output_dir}", flush=True)
+    result = trainer.fit()
+    if trainer.dist.is_main:
+        last = result.history[-1] if result.history else {}
+        print(f"done: {result.steps_done} steps, reward {last.get('reward/mean', float('nan')):.4g}, "
+              f"{result.skipped_steps} skipped; LoRA: {result.lora_path}")
+    return 0
+
+
+def _floats(text: str, what: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"{what}: expected comma-separated numbers, got {text!r}") from None
+
+
+@command("sample")
+def _sample(args: argparse.Namespace) -> int:
+    import torch
+
+    from . import lora
+    from .images import make_grid, save_png
+    from .sampling import Sampler, load_pipeline
+
+    seeds = [int(x) for x in _floats(args.seeds, "--seeds")]
+    scales = _floats(args.scales, "--scales")
+    specs = [lora.parse_weighted_path(text) for text in args.lora]
+    if not seeds or not scales:
+        raise ValueError("--seeds and --scales need at least one value each")
+    if len(scales) > 1 and not specs:
+        raise ValueError("--scales needs at least one --lora FILE[:WEIGHT] to scale")
+    for path, _ in specs:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"LoRA file {path!r} does not exist")
+    pipe = load_pipeline(args.model, device=args.device)
+    names = [lora.load_lora(pipe, path, f"lora{i}", trust_pickle=args.trust_pickle) for i, (path, _) in enumerate(specs)]
+    sampler = Sampler(pipe, num_inference_steps=args.steps, guidance_scale=args.guidance, height=args.height, width=args.width)
+    rows = [(p, s) for p in args.prompt for s in seeds]
+    columns = []
+    with torch.no_grad():
+        embeds = sampler.encode([p for p, _ in rows])
+        noise = torch.cat([sampler.initial_noise(1, torch.Generator().manual_seed(s)) for _, s in rows])
+        for alpha in scales:
+            if names:
+                lora.set_mix(pipe, {n: alpha * w for n, (_, w) in zip(names, specs)})
+            columns.append(sampler.decode(sampler.denoise(noise, embeds), grad=False).float().cpu())
+    grid_images = torch.stack(columns, dim=1).flatten(0, 1)
+    labels = [("mix " if len(names) > 1 else "α=") + f"{a:g}" for a in scales] if names else ["base"]
+    row_labels = [f"{p[:24]} / seed {s}" for p, s in rows]
+    grid = make_grid(grid_images, ncol=len(scales), row_labels=row_labels, col_labels=labels,
+                     scale=max(1, 128 // grid_images.shape[-1]))
+    out = save_png(grid, args.output)
+    print(f"wrote {out} ({len(rows)} rows x {len(scales)} columns)")
+    return 0
+
+
+@command("lora")
+def _lora(args: argparse.Namespace) -> int:
+    from . import lora
+
+    if args.lora_command == "mix":
+        inputs = [lora.parse_weighted_path(text) for text in args.inputs]
+        out = lora.mix_files(inputs, args.output, trust_pickle=args.trust_pickle)
+        mixed = lora.read_lora(out)
+        print(f"wrote {out}: {len(mixed.modules())} modules, rank {mixed.rank}")
+        return 0
+    info = lora.read_lora(args.file, trust_pickle=args.trust_pickle)
+    summary = {"file": str(info.path), "rank": info.rank, "alpha": info.alpha, "modules": len(info.modules()),
+               "targets": info.targets, **{k: v for k, v in info.info.items() if k not in ("rank", "alpha", "targets")}}
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+@command("demo")
+def _demo(args: argparse.Namespace) -> int:
+    from .demo.run import run_demo
+
+    run_demo(
+        output=Path(args.output), digit=args.digit, target=args.target, steps=args.steps,
+        variant=args.variant, seed=args.seed, overwrite=args.overwrite,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``draftsdk`` (used by the docs to render the CLI reference)."""
     parser = argparse.ArgumentParser(
@@ -146,6 +244,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
 
+    p = sub.add_parser("train", help="fine-tune a pipeline with DRaFT from a TOML/YAML config")
+    p.add_argument("config", help="config file (.toml, .yaml or .json) with model, rewards and TrainConfig fields")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting (repeatable; dotted keys reach into tables)")
+
+    p = sub.add_parser("sample", help="render a grid of images with LoRA adapters at several scales or mixes")
+    p.add_argument("--model", required=True, help="pipeline folder or hub id")
+    p.add_argument("--lora", action="append", default=[], metavar="FILE[:WEIGHT]", help="LoRA file with an optional weight (repeatable: mixed)")
+    p.add_argument("--prompt", action="append", required=True, help="prompt (repeatable: one row group each)")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds, one row each (default: 0)")
+    p.add_argument("--scales", default="1", help="comma-separated LoRA scales, one column each (default: 1)")
+    p.add_argument("--steps", type=int, default=50, help="DDIM steps (default: 50)")
+    p.add_argument("--guidance", type=float, default=7.5, help="guidance scale (default: 7.5)")
+    p.add_argument("--height", type=int, default=None, help="image height (default: the model's)")
+    p.add_argument("--width", type=int, default=None, help="image width (default: the model's)")
+    p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    p.add_argument("--trust-pickle", action="store_true", help="allow .bin/.pt LoRA files (loaded with weights_only=True)")
+    p.add_argument("-o", "--output", required=True, help="output PNG")
+
+    p = sub.add_parser("lora", help="inspect or mix LoRA files")
+    lsub = p.add_subparsers(dest="lora_command", metavar="ACTION", required=True)
+    q = lsub.add_parser("mix", help="write one adapter equal to the weighted sum of several (exact)")
+    q.add_argument("inputs", nargs="+", metavar="FILE[:WEIGHT]", help="LoRA files with weights")
+    q.add_argument("-o", "--output", required=True, help="output .safetensors file")
+    q.add_argument("--trust-pickle", action="store_true", help="allow .bin/.pt inputs (loaded with weights_only=True)")
+    q = lsub.add_parser("info", help="print a LoRA file's rank, targets and draftsdk metadata")
+    q.add_argument("file", help="LoRA file")
+    q.add_argument("--trust-pickle", action="store_true", help="allow .bin/.pt files (loaded with weights_only=True)")
+
+    p = sub.add_parser("demo", help="fine-tune the embedded digits model on the CPU and write pictures (offline)")
+    p.add_argument("--digit", type=int, default=3, help="the prompted digit (default: 3)")
+    p.add_argument("--target", type=int, default=8, help="the digit the classifier should see (default: 8)")
+    p.add_argument("--steps", type=int, default=None, help="training steps (default: the demo's budget)")
+    p.add_argument("--variant", default="draft-lv", help="DRaFT variant (default: draft-lv)")
+    p.add_argument("--seed", type=int, default=0, help="training seed (default: 0)")
+    p.add_argument("--output", default="demo-output", help="output folder (default: demo-output)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder's run")
     return parser
 
 

@@ -53,7 +53,8 @@ def load_pipeline(model: str, *, device: str | torch.device = "cpu", dtype: torc
     """Load a Stable Diffusion pipeline from a local folder or a hub id, without the safety checker.
 
     Offline (``HF_HUB_OFFLINE=1``) a hub id works only when it is in the Hugging Face cache; a
-    missing model gives a one-line error that says how to pass a local folder.
+    missing model gives a one-line error that says how to pass a local folder. ``"draftsdk:digits"``
+    names the small digits model shipped inside draftsdk (used by ``draftsdk demo``).
 
     Example:
         >>> import tempfile, draftsdk
@@ -64,6 +65,10 @@ def load_pipeline(model: str, *, device: str | torch.device = "cpu", dtype: torc
     """
     from diffusers import StableDiffusionPipeline
 
+    if model == "draftsdk:digits":
+        from .demo.model import pipeline_path
+
+        model = str(pipeline_path())
     kwargs: dict[str, Any] = {"safety_checker": None, "requires_safety_checker": False}
     if dtype is not None:
         kwargs["torch_dtype"] = dtype

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from ..demo.rewards import DigitTarget, DIGIT_STYLE_REWARD
+from ..demo.rewards import DigitBoldness, DigitTarget
 from ..hookspecs import hookimpl
 
 
 @hookimpl
 def register_rewards(register):  # type: ignore[no-untyped-def]
     register(DigitTarget)
-    register(DIGIT_STYLE_REWARD)
+    register(DigitBoldness)
