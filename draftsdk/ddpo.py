@@ -61,7 +61,7 @@ def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, std: float) -> torch.
     return log.flatten(1).mean(dim=1)
 
 
-def ddpo_step(trainer: Trainer, prompts: Sequence[str]) -> tuple[dict[str, Any], bool]:
+def ddpo_step(trainer: Trainer, prompts: Sequence[str], noise: torch.Tensor) -> tuple[dict[str, Any], bool]:
     """One DDPO rollout and backward pass (the optimizer step is the trainer's)."""
     cfg, s = trainer.config, trainer.sampler
     T = s.num_steps
@@ -70,7 +70,7 @@ def ddpo_step(trainer: Trainer, prompts: Sequence[str]) -> tuple[dict[str, Any],
     negatives = [cfg.negative_prompt] * len(prompts) if cfg.negative_prompt else None
     with trainer._autocast():
         embeds = s.encode(prompts, negatives)
-        latents = s.initial_noise(len(prompts), trainer.noise_gen)
+        latents = noise
         trajectory: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]] = []
         with torch.no_grad():
             for index in range(T):

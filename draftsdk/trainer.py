@@ -51,7 +51,7 @@ from .prompts import resolve_prompts
 from .rewards import RewardOutput, WeightedSum, combine
 from .sampling import Sampler, check_pipeline, load_pipeline
 
-__all__ = ["Trainer", "TrainResult", "batch_diversity"]
+__all__ = ["Trainer", "TrainResult", "batch_diversity", "rank_streams"]
 
 
 @dataclass
@@ -89,6 +89,15 @@ def batch_diversity(images: torch.Tensor) -> float | None:
     dist = torch.cdist(flat, flat) / math.sqrt(flat.shape[1])
     n = flat.shape[0]
     return float(dist.sum() / (n * (n - 1)))
+
+
+def rank_streams(seed: int, rank: int, offset: int = 0) -> tuple[random.Random, torch.Generator]:
+    """The prompt/K stream and the noise stream of process ``rank`` (different on every rank).
+
+    ``offset`` (the step) gives fresh streams when a run resumes with another number of processes.
+    """
+    key = seed * 1000 + rank + 7919 * offset
+    return random.Random(key), torch.Generator().manual_seed(key)
 
 
 def _peak_memory_gb(device: torch.device) -> float:
@@ -208,8 +217,7 @@ class Trainer:
         )
         self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(cfg))
         self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.mixed_precision == "fp16" and self.device.type == "cuda")
-        self.rng = random.Random(cfg.seed * 1000 + self.dist.rank)
-        self.noise_gen = torch.Generator().manual_seed(cfg.seed * 1000 + self.dist.rank)
+        self.rng, self.noise_gen = rank_streams(cfg.seed, self.dist.rank)
 
     def _autocast(self) -> Any:
         if self.config.mixed_precision == "no":
@@ -239,8 +247,13 @@ class Trainer:
             reference = self.sampler.model_output(latents.detach(), index, embeds, grad=False)
         acc.append(((out.float() - reference.float()) ** 2).mean())
 
-    def rollout(self, prompts: Sequence[str]) -> tuple[torch.Tensor, list[str], dict[str, Any]]:
-        """Generate images for ``prompts`` with the graph the variant asks for.
+    def draw_batch(self, prompts: Sequence[str]) -> tuple[list[str], torch.Tensor]:
+        """This process's next training prompts and initial noise (from its own seeded streams)."""
+        batch = self.rng.choices(list(prompts), k=self.config.batch_size)
+        return batch, self.sampler.initial_noise(len(batch), self.noise_gen)
+
+    def rollout(self, prompts: Sequence[str], noise: torch.Tensor | None = None) -> tuple[torch.Tensor, list[str], dict[str, Any]]:
+        """Generate images for ``prompts`` (from ``noise``, or fresh noise) with the graph the variant asks for.
 
         Returns ``(images, prompts_per_image, info)``; DRaFT-LV returns ``(n + 1) * B`` images.
         ``info`` has ``grad_steps`` (K) and ``kl`` (the guard penalty, a tensor or None).
@@ -248,7 +261,8 @@ class Trainer:
         cfg, s = self.config, self.sampler
         T = s.num_steps
         embeds = s.encode(prompts, [cfg.negative_prompt] * len(prompts) if cfg.negative_prompt else None)
-        noise = s.initial_noise(len(prompts), self.noise_gen)
+        if noise is None:
+            noise = s.initial_noise(len(prompts), self.noise_gen)
         kl: list[torch.Tensor] = []
         variant = cfg.variant
         if variant in ("draft", "draft-k", "draft-random-k"):
@@ -385,8 +399,7 @@ class Trainer:
             self.rng.setstate((version, tuple(internal), gauss))
             self.noise_gen.set_state(state["rng_noise"])
         else:  # another process count: fresh per-rank streams, offset by the step so they do not repeat
-            self.rng.seed(self.config.seed * 1000 + self.dist.rank + 7919 * state["step"])
-            self.noise_gen.manual_seed(self.config.seed * 1000 + self.dist.rank + 7919 * state["step"])
+            self.rng, self.noise_gen = rank_streams(self.config.seed, self.dist.rank, offset=int(state["step"]))
         torch.set_rng_state(state["rng_torch"])
         if state.get("ddpo_stats"):
             from .ddpo import PerPromptStats
@@ -432,11 +445,11 @@ class Trainer:
             return None
         return SummaryWriter(str(self.run_dir / "tensorboard"))
 
-    def _train_step(self, batch_prompts: Sequence[str]) -> tuple[dict[str, Any], bool]:
+    def _train_step(self, batch_prompts: Sequence[str], noise: torch.Tensor) -> tuple[dict[str, Any], bool]:
         """One rollout + backward (no optimizer step). Returns its metrics and whether it was finite."""
         cfg = self.config
         with self._autocast():
-            images, prompts, info = self.rollout(batch_prompts)
+            images, prompts, info = self.rollout(batch_prompts, noise)
             out = self.objective.evaluate(images, prompts)
         loss = -out.total.float().mean()
         if info["kl"] is not None:
@@ -497,7 +510,7 @@ class Trainer:
         if cfg.variant == "ddpo":
             from .ddpo import ddpo_step
 
-            step_fn = lambda batch: ddpo_step(self, batch)  # noqa: E731
+            step_fn = lambda batch, noise: ddpo_step(self, batch, noise)  # noqa: E731
         try:
             for step in range(start + 1, cfg.steps + 1):
                 t0 = time.perf_counter()
@@ -507,8 +520,7 @@ class Trainer:
                 parts: list[dict[str, Any]] = []
                 finite = True
                 for _ in range(cfg.grad_accum_steps):
-                    batch = self.rng.choices(train_prompts, k=cfg.batch_size)
-                    metrics, ok = step_fn(batch)
+                    metrics, ok = step_fn(*self.draw_batch(train_prompts))
                     k_now = metrics["grad_steps"]
                     parts.append(metrics)
                     finite = finite and ok

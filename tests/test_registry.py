@@ -52,7 +52,9 @@ def test_unknown_reward_suggests_close_matches_and_lists_installed():
         draftsdk.get_reward("brightnes")
     message = str(err.value)
     assert message.startswith("unknown reward 'brightnes'. Did you mean 'brightness'?")
-    assert "Installed: brightness, contrast" in message
+    installed = message.split("Installed: ", 1)[1].split(", ")
+    assert {"brightness", "contrast", "saturation", "target-color", "target-colour"} <= set(installed)
+    assert installed == sorted(installed)
     assert isinstance(err.value, KeyError)
 
 

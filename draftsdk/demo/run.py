@@ -1,0 +1,189 @@
+"""``draftsdk demo``: fine-tune the shipped digits model with DRaFT-LV on the CPU, offline, in minutes.
+
+The seed's adversarial experiment in miniature: prompt "a handwritten digit 3", reward = log-probability
+that the shipped classifier reads the image as an 8. It runs the real trainer (LoRA on the UNet's
+attention projections, the differentiable DDIM sampler, checkpointed rollouts) and writes into the
+output folder:
+
+- ``before_after.png``: the same prompts and seeds before and after fine-tuning, labelled with the
+  target probability of each image;
+- ``reward_curve.png``: training reward and target probability on fixed evaluation seeds per step;
+- ``alpha_strip.png``: the adapter scaled by α = 0, 0.5, 1 (interpolating base and fine-tuned model);
+- ``metrics.jsonl``, ``lora.safetensors`` (diffusers format), ``checkpoints/``, ``samples/``, ``summary.json``.
+
+DRaFT-LV is the default because it is DRaFT's most sample-efficient variant (K = 1 plus re-noised
+copies of the final latent, batched into one UNet call): on this model it reaches the target in the
+fewest reward queries and the least wall time (see benchmarks/).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import DraftError
+
+__all__ = ["run_demo", "DEMO_DEFAULTS"]
+
+MARKER = "summary.json"
+DEMO_DEFAULTS: dict[str, Any] = {
+    "steps": 60,
+    "batch_size": 4,
+    "learning_rate": 3e-3,
+    "lora_rank": 4,
+    "eval_seeds": list(range(8)),
+}
+
+
+def _prepare_output(output: Path, overwrite: bool) -> None:
+    if output.exists() and any(output.iterdir()):
+        if (output / MARKER).is_file() or overwrite:
+            shutil.rmtree(output)  # a previous demo run (or explicitly allowed): replace it
+        else:
+            raise DraftError(
+                f"output folder {str(output)!r} exists and does not hold a previous demo; pass --overwrite or another --output"
+            )
+
+
+def _probabilities(reward: Any, images: torch.Tensor, prompt: str) -> torch.Tensor:
+    with torch.no_grad():
+        return reward(images, [prompt] * images.shape[0]).exp()
+
+
+def run_demo(
+    output: Path = Path("demo-output"),
+    *,
+    digit: int = 3,
+    target: int = 8,
+    steps: int | None = None,
+    variant: str = "draft-lv",
+    seed: int = 0,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run the demo and return its summary (also written to ``summary.json``)."""
+    from .. import lora
+    from ..config import TrainConfig
+    from ..images import make_grid, plot_lines, save_png
+    from ..rewards import combine
+    from ..sampling import load_pipeline
+    from ..trainer import Trainer
+    from . import model as digits_model
+    from .rewards import DigitTarget, _check_digit
+
+    _check_digit(digit)
+    _check_digit(target)
+    started = time.perf_counter()
+    output = Path(output)
+    _prepare_output(output, overwrite)
+    prompt = digits_model.prompt_for(digit)
+    torch.manual_seed(seed)
+    pipe = load_pipeline("draftsdk:digits")
+    config = TrainConfig(
+        model="draftsdk:digits",
+        rewards={"digit-target": {"options": {"target": target}}},
+        variant=variant,
+        prompts=[prompt],
+        num_inference_steps=digits_model.DEFAULT_STEPS,
+        guidance_scale=digits_model.DEFAULT_GUIDANCE,
+        steps=steps or DEMO_DEFAULTS["steps"],
+        batch_size=DEMO_DEFAULTS["batch_size"],
+        learning_rate=DEMO_DEFAULTS["learning_rate"],
+        lora_rank=DEMO_DEFAULTS["lora_rank"],
+        weight_decay=0.0,
+        eval_prompts=[prompt],
+        eval_seeds=DEMO_DEFAULTS["eval_seeds"],
+        eval_every=10,
+        save_every=20,
+        seed=seed,
+        output_dir=output,
+        progress=progress,
+        tensorboard=False,
+        device="cpu",
+    )
+    objective = combine(config.rewards)
+    trainer = Trainer(pipe, objective, config)
+    reward = DigitTarget(target)
+    print(f"draftsdk demo: prompt {prompt!r}, reward digit-target (target {target}), {config.variant}, "
+          f"{config.steps} steps of {config.batch_size} images; writing to {output}/", flush=True)
+
+    before, _ = trainer.evaluate([prompt], config.eval_seeds)
+    result = trainer.fit()
+    after, _ = trainer.evaluate([prompt], config.eval_seeds)
+    p_before, p_after = _probabilities(reward, before, prompt), _probabilities(reward, after, prompt)
+
+    strip = []
+    for alpha in (0.0, 0.5, 1.0):
+        trainer.unet.set_adapters([lora.ADAPTER_NAME], [alpha])
+        strip.append(trainer.evaluate([prompt], config.eval_seeds)[0])
+    trainer.unet.set_adapters([lora.ADAPTER_NAME], [1.0])
+
+    seeds = config.eval_seeds
+    labels = [f"{p:.2f}" for p in p_before.tolist()] + [f"{p:.2f}" for p in p_after.tolist()]
+    grid = make_grid(
+        torch.cat([before, after]),
+        ncol=len(seeds),
+        row_labels=["before", "after"],
+        col_labels=[f"s{s}" for s in seeds],
+        title=f"{prompt!r} -> P(classified as {target}): {p_before.mean():.2f} before, {p_after.mean():.2f} after",
+        scale=6,
+    )
+    save_png(grid, output / "before_after.png")
+    probs = make_grid(torch.stack(strip).flatten(0, 1), ncol=len(seeds), row_labels=["α=0", "α=0.5", "α=1"],
+                      col_labels=[f"s{s}" for s in seeds], title="LoRA scale α: base → fine-tuned", scale=6)
+    save_png(probs, output / "alpha_strip.png")
+
+    train_steps = [h["step"] for h in result.history]
+    eval_steps = [e["step"] for e in result.evals]
+    chart = plot_lines(
+        {
+            "train: mean P(target)": (train_steps, [math.exp(h["reward/mean"]) for h in result.history]),
+            "eval seeds: mean log P -> P": (eval_steps, [math.exp(e["eval/mean"]) for e in result.evals]),
+        },
+        title=f"DRaFT ({config.variant}) on digit-target: prompt {digit}, target {target}",
+        xlabel="training step",
+        ylabel="P(target)",
+        hlines={"0.8": 0.8},
+    )
+    save_png(chart, output / "reward_curve.png")
+
+    summary: dict[str, Any] = {
+        "prompt": prompt,
+        "target": target,
+        "variant": config.variant,
+        "steps": result.steps_done,
+        "reward_queries": result.history[-1]["queries"] if result.history else 0,
+        "target_probability_before": float(p_before.mean()),
+        "target_probability_after": float(p_after.mean()),
+        "per_seed_before": [round(x, 4) for x in p_before.tolist()],
+        "per_seed_after": [round(x, 4) for x in p_after.tolist()],
+        "seconds": round(time.perf_counter() - started, 1),
+        "lora": str(result.lora_path),
+        "image_labels": labels,
+    }
+    try:
+        from .evaluate import DigitJudge
+
+        judge = DigitJudge()
+        summary["digit_likeness_before"] = judge.likeness(before)
+        summary["digit_likeness_after"] = judge.likeness(after)
+        summary["judge_reads_before"] = [int(x) for x in judge.predict(before)]
+        summary["judge_reads_after"] = [int(x) for x in judge.predict(after)]
+    except ImportError:  # scikit-learn is optional for users; the README set-up installs it
+        summary["digit_likeness"] = "skipped: install scikit-learn"
+    (output / MARKER).write_text(json.dumps(summary, indent=2), encoding="utf-8")
+
+    print(f"mean P(classified as {target}) on {len(seeds)} fixed seeds: "
+          f"{summary['target_probability_before']:.3f} before -> {summary['target_probability_after']:.3f} after")
+    if "digit_likeness_after" in summary:
+        like = summary["digit_likeness_after"]["pca_residual_ratio"], summary["digit_likeness_before"]["pca_residual_ratio"]
+        print(f"digit-likeness (PCA residual vs real digits, 1.0 = as real): {like[1]:.2f} before, {like[0]:.2f} after")
+    print(f"wrote {output}/before_after.png, reward_curve.png, alpha_strip.png, metrics.jsonl, lora.safetensors "
+          f"in {summary['seconds']:.0f} s")
+    return summary
