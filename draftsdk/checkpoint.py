@@ -22,7 +22,7 @@ import torch
 
 from .errors import DraftError
 
-__all__ = ["prepare_run_dir", "save_checkpoint", "latest_checkpoint", "load_checkpoint_state", "CHECKPOINT_RE"]
+__all__ = ["check_run_dir", "prepare_run_dir", "save_checkpoint", "latest_checkpoint", "load_checkpoint_state", "CHECKPOINT_RE"]
 
 CHECKPOINT_RE = re.compile(r"^step-(\d{6,})$")
 MIN_FREE_BYTES = 64 * 2**20
@@ -56,8 +56,8 @@ def write_text_atomic(path: Path, text: str) -> None:
             os.unlink(tmp)
 
 
-def prepare_run_dir(path: Path, *, overwrite: bool, resume: bool) -> None:
-    """Create the run directory, refusing to clobber an existing run; check it is writable and has space."""
+def check_run_dir(path: Path, *, overwrite: bool, resume: bool) -> None:
+    """Refuse a run directory that is a file, or an existing run without ``overwrite``/``resume`` (writes nothing)."""
     if path.exists() and not path.is_dir():
         raise DraftError(f"output_dir {str(path)!r} exists and is a file; choose a folder path")
     if path.is_dir() and any(path.iterdir()) and not (overwrite or resume):
@@ -65,6 +65,11 @@ def prepare_run_dir(path: Path, *, overwrite: bool, resume: bool) -> None:
             f"run directory {str(path)!r} already exists and is not empty; pass resume=True to continue it, "
             "overwrite=True to write into it, or another output_dir"
         )
+
+
+def prepare_run_dir(path: Path, *, overwrite: bool, resume: bool) -> None:
+    """Create the run directory, refusing to clobber an existing run; check it is writable and has space."""
+    check_run_dir(path, overwrite=overwrite, resume=resume)
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".write-test"

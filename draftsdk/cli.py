@@ -127,6 +127,7 @@ def _score(args: argparse.Namespace) -> int:
 @command("train")
 def _train(args: argparse.Namespace) -> int:
     from .config import ConfigError, TrainConfig
+    from .prompts import resolve_prompts
     from .rewards import combine
     from .trainer import Trainer
 
@@ -136,10 +137,11 @@ def _train(args: argparse.Namespace) -> int:
     if config.rewards is None:
         raise ConfigError("invalid config: rewards: `draftsdk train` needs a [rewards] table, e.g. brightness = 1.0")
     objective = combine(config.rewards)
+    prompts = resolve_prompts(config.prompts, config.prompt_file, config.prompt_set)  # fail before loading the model
     trainer = Trainer(config.model, objective, config)
     if trainer.dist.is_main:
         print(f"run directory: {config.output_dir}", flush=True)
-    result = trainer.fit()
+    result = trainer.fit(prompts)
     if trainer.dist.is_main:
         last = result.history[-1] if result.history else {}
         print(f"done: {result.steps_done} steps, reward {last.get('reward/mean', float('nan')):.4g}, "

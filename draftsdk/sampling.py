@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -72,14 +73,22 @@ def load_pipeline(model: str, *, device: str | torch.device = "cpu", dtype: torc
     kwargs: dict[str, Any] = {"safety_checker": None, "requires_safety_checker": False}
     if dtype is not None:
         kwargs["torch_dtype"] = dtype
+    from diffusers.utils import logging as diffusers_logging
+
+    verbosity = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()  # its hub-lookup warnings would bury our one-line error
     try:
         pipe = StableDiffusionPipeline.from_pretrained(model, **kwargs)
-    except (OSError, ValueError, EnvironmentError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except (OSError, ValueError) as exc:
+        if Path(model).exists():
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DraftError(f"cannot load the pipeline folder {model!r}: {first}") from None
         raise DraftError(
-            f"cannot load the pipeline {model!r}: {first} (pass a local folder saved with save_pretrained, "
-            "or download it first with network access)"
+            f"cannot load the pipeline {model!r}: it is not a local folder and not in the Hugging Face cache "
+            "(offline or unknown id); pass a folder saved with save_pretrained, or download it with network access"
         ) from None
+    finally:
+        diffusers_logging.set_verbosity(verbosity)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 

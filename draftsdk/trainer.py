@@ -42,7 +42,7 @@ from typing import Any
 import torch
 
 from . import lora as lora_lib
-from .checkpoint import latest_checkpoint, load_checkpoint_state, prepare_run_dir, save_checkpoint, write_text_atomic
+from .checkpoint import check_run_dir, latest_checkpoint, load_checkpoint_state, prepare_run_dir, save_checkpoint, write_text_atomic
 from .config import TrainConfig
 from .distributed import DistContext
 from .errors import DraftError
@@ -165,6 +165,7 @@ class Trainer:
         self.config = config
         self.dist = DistContext.from_env("cuda" if "cuda" in config.device or (config.device == "auto" and torch.cuda.is_available()) else "cpu")
         self.device = _resolve_device(config.device, self.dist)
+        check_run_dir(Path(config.output_dir), overwrite=config.overwrite, resume=config.resume)  # before any loading
         self.model_name = config.model
         if isinstance(pipeline, (str, os.PathLike)):
             self.model_name = str(pipeline)
