@@ -219,6 +219,7 @@ class Trainer:
         self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(cfg))
         self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.mixed_precision == "fp16" and self.device.type == "cuda")
         self.rng, self.noise_gen = rank_streams(cfg.seed, self.dist.rank)
+        self.queries, self.skipped, self._last_grad_steps = 0, 0, cfg.grad_steps_range()[1]
 
     def _autocast(self) -> Any:
         if self.config.mixed_precision == "no":
@@ -465,6 +466,55 @@ class Trainer:
         self.queries += images.shape[0] * self.dist.world_size
         return metrics, finite
 
+    def update(self, prompts: Sequence[str]) -> dict[str, Any]:
+        """One optimizer update: ``grad_accum_steps`` rollouts from ``prompts``, gradients averaged
+        across processes, clipped, applied (or skipped when not finite). Returns the step's metrics."""
+        cfg = self.config
+        t0 = time.perf_counter()
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        self.optimizer.zero_grad(set_to_none=True)
+        parts: list[dict[str, Any]] = []
+        finite = True
+        for _ in range(cfg.grad_accum_steps):
+            batch, noise = self.draw_batch(prompts)
+            if cfg.variant == "ddpo":
+                from .ddpo import ddpo_step
+
+                metrics, ok = ddpo_step(self, batch, noise)
+            else:
+                metrics, ok = self._train_step(batch, noise)
+            self._last_grad_steps = metrics["grad_steps"]
+            parts.append(metrics)
+            finite = finite and ok
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
+        self.dist.all_reduce_mean(grads)
+        for p, g in zip(self.params, grads):
+            p.grad = g
+        self.scaler.unscale_(self.optimizer)
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm or float("inf")))
+        skip = self.dist.any(not (finite and math.isfinite(grad_norm)), self.device)
+        if skip:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.skipped += 1
+        else:
+            self.scaler.step(self.optimizer)
+        self.scaler.update()
+        lr = self.lr_scheduler.get_last_lr()[0]
+        self.lr_scheduler.step()
+        record = self.dist.mean_dict(self._merge(parts), self.device)
+        record.update(
+            kind="train",
+            grad_norm=grad_norm,
+            lr=lr,
+            step_time=time.perf_counter() - t0,
+            peak_mem_gb=_peak_memory_gb(self.device),
+            queries=self.queries,
+            skipped=skip,
+            skipped_total=self.skipped,
+        )
+        return record
+
     def fit(
         self,
         prompts: Sequence[str] | None = None,
@@ -485,7 +535,6 @@ class Trainer:
         if self.dist.is_main:
             prepare_run_dir(self.run_dir, overwrite=cfg.overwrite, resume=cfg.resume)
         self.dist.barrier()
-        self.queries, self.skipped = 0, 0
         start = 0
         checkpoint = latest_checkpoint(self.run_dir) if cfg.resume else None
         if checkpoint is not None:
@@ -506,57 +555,10 @@ class Trainer:
 
             bar = tqdm(total=cfg.steps, initial=start, desc=f"DRaFT {cfg.variant}", unit="step", dynamic_ncols=True)
         in_a_row = 0
-        k_now = cfg.grad_steps_range()[1]
-        step_fn = self._train_step
-        if cfg.variant == "ddpo":
-            from .ddpo import ddpo_step
-
-            step_fn = lambda batch, noise: ddpo_step(self, batch, noise)  # noqa: E731
         try:
             for step in range(start + 1, cfg.steps + 1):
-                t0 = time.perf_counter()
-                if self.device.type == "cuda":
-                    torch.cuda.reset_peak_memory_stats(self.device)
-                self.optimizer.zero_grad(set_to_none=True)
-                parts: list[dict[str, Any]] = []
-                finite = True
-                for _ in range(cfg.grad_accum_steps):
-                    metrics, ok = step_fn(*self.draw_batch(train_prompts))
-                    k_now = metrics["grad_steps"]
-                    parts.append(metrics)
-                    finite = finite and ok
-                grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
-                self.dist.all_reduce_mean(grads)
-                for p, g in zip(self.params, grads):
-                    p.grad = g
-                self.scaler.unscale_(self.optimizer)
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm or float("inf")))
-                finite = finite and math.isfinite(grad_norm)
-                skip = self.dist.any(not finite, self.device)
-                if skip:
-                    self.optimizer.zero_grad(set_to_none=True)
-                    self.scaler.update()
-                    self.skipped += 1
-                    in_a_row += 1
-                else:
-                    self.scaler.step(self.optimizer)
-                    self.scaler.update()
-                    in_a_row = 0
-                lr = self.lr_scheduler.get_last_lr()[0]
-                self.lr_scheduler.step()
-                record = self._merge(parts)
-                record = self.dist.mean_dict(record, self.device)
-                record.update(
-                    kind="train",
-                    step=step,
-                    grad_norm=grad_norm,
-                    lr=lr,
-                    step_time=time.perf_counter() - t0,
-                    peak_mem_gb=_peak_memory_gb(self.device),
-                    queries=self.queries,
-                    skipped=skip,
-                    skipped_total=self.skipped,
-                )
+                record = {"kind": "train", "step": step, **self.update(train_prompts)}
+                in_a_row = in_a_row + 1 if record["skipped"] else 0
                 result.history.append(record)
                 self._write_metrics(record)
                 if on_step is not None:
@@ -576,10 +578,10 @@ class Trainer:
                     evaluation = self._run_eval(step, eval_prompts)
                     result.evals.append(evaluation)
                     self._write_metrics(evaluation)
-                if (step % cfg.save_every == 0 or step == cfg.steps) and not skip:
+                if (step % cfg.save_every == 0 or step == cfg.steps) and not record["skipped"]:
                     self.save_checkpoint(step)
         except torch.OutOfMemoryError as exc:
-            raise DraftError(_memory_hint(cfg, k_now)) from exc
+            raise DraftError(_memory_hint(cfg, self._last_grad_steps)) from exc
         finally:
             if bar is not None:
                 bar.close()
