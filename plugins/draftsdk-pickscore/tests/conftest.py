@@ -1,0 +1,98 @@
+"""A tiny random-weight stand-in for PickScore_v1, saved the way a transformers model folder is.
+
+No hub access: a CLIPModel (real 224 px input, logit scale 100 like PickScore's) with ``config.json``
++ ``model.safetensors``, a real CLIP BPE tokenizer cut to 1000 tokens, and a
+``preprocessor_config.json`` with the standard CLIP settings (what laion/CLIP-ViT-H-14 ships).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def build_tiny_pickscore(path: Path, seed: int = 0, vision_hidden: int = 48, with_processor: bool = True) -> Path:
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel
+
+    from draftsdk.testing import tiny_clip_tokenizer
+
+    torch.manual_seed(seed)
+    tok = tiny_clip_tokenizer()
+    config = CLIPConfig(
+        text_config=dict(
+            vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+            max_position_embeddings=77, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id, hidden_act="gelu",
+        ),
+        vision_config=dict(
+            image_size=224, patch_size=14, hidden_size=vision_hidden, intermediate_size=96, num_hidden_layers=2,
+            num_attention_heads=4, hidden_act="gelu",
+        ),
+        projection_dim=32,
+        logit_scale_init_value=math.log(100.0),
+    )
+    CLIPModel(config).eval().save_pretrained(path)
+    if with_processor:
+        tok.save_pretrained(path)
+        CLIPImageProcessorPil().save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_pickscore_dir(tmp_path_factory) -> Path:
+    return build_tiny_pickscore(tmp_path_factory.mktemp("pickscore") / "tiny-pickscore")
+
+
+@pytest.fixture(scope="session")
+def pickscore_builder():
+    """The ``build_tiny_pickscore(path, seed=..., vision_hidden=..., with_processor=...)`` helper."""
+    return build_tiny_pickscore
+
+
+def make_smooth_image(h: int, w: int, seed: int = 0):
+    """``(PIL RGB image, float tensor (1, 3, h, w) in [0, 1] holding the same uint8 pixels)``.
+
+    Low-frequency random colour fields (a 6x6 grid upsampled bicubically) plus two milder textures
+    (16 px and 3 px blobs): realistic enough that PIL's 8-bit rounding, not aliasing of pure noise,
+    is what separates the pipelines, yet fine enough that a resize without antialias shows.
+    """
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from PIL import Image
+
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(1, 3, 6, 6, generator=g)
+    field = F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=False)
+    detail = F.interpolate(torch.rand(1, 3, h // 16 + 1, w // 16 + 1, generator=g), size=(h, w), mode="bilinear")
+    fine = F.interpolate(torch.rand(1, 3, h // 3 + 1, w // 3 + 1, generator=g), size=(h, w), mode="bilinear")
+    img = (0.6 * field + 0.2 * detail + 0.2 * fine).clamp(0, 1)
+    array = (img[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    pil = Image.fromarray(array, mode="RGB")
+    tensor = torch.from_numpy(array).permute(2, 0, 1).float().div(255).unsqueeze(0)
+    return pil, tensor
+
+
+@pytest.fixture(scope="session")
+def smooth_image():
+    """The ``make_smooth_image(h, w, seed)`` helper."""
+    return make_smooth_image
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """One torch thread while these tests run (restored afterwards): the models are tiny, and on a busy
+    2-core machine two OpenMP threads waiting on each other make every op ~30x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
