@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import draftsdk
+from draftsdk.plugin_utils import first_line, freeze, hub_offline, resolve_device, resolve_dtype
 from draftsdk.rewards import check_inputs
 
 if TYPE_CHECKING:
@@ -36,11 +37,6 @@ __all__ = ["AdversarialReward", "imagenet_categories", "resolve_targets", "descr
 __version__ = "0.1.0"
 
 _WEIGHTS = ("IMAGENET1K_V2", "IMAGENET1K_V1")
-_DTYPES = {
-    "float32": "float32", "fp32": "float32", "float": "float32",
-    "bfloat16": "bfloat16", "bf16": "bfloat16",
-    "float16": "float16", "fp16": "float16", "half": "float16",
-}
 _RESNETS = {
     (False, (2, 2, 2, 2)): "resnet18",
     (False, (3, 4, 6, 3)): "resnet34",
@@ -48,11 +44,6 @@ _RESNETS = {
     (True, (3, 4, 23, 3)): "resnet101",
     (True, (3, 8, 36, 3)): "resnet152",
 }
-
-
-def _first_line(exc: BaseException, limit: int = 200) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _weights_enum(weights: str) -> Any:
@@ -158,12 +149,12 @@ def _load_state_dict(path: Path) -> dict[str, Any]:
         try:
             obj: Any = load_file(str(path))
         except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same one-line message
-            raise OSError(f"adversarial: cannot read {str(path)!r} as safetensors ({_first_line(exc)})") from None
+            raise OSError(f"adversarial: cannot read {str(path)!r} as safetensors ({first_line(exc)})") from None
     else:
         try:
             obj = torch.load(str(path), map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001
-            text = _first_line(exc)
+            text = first_line(exc)
             if "weights_only" in str(exc) or "Unsupported global" in str(exc):
                 raise OSError(
                     f"adversarial: {str(path)!r} holds pickled objects that torch.load(weights_only=True) refuses "
@@ -189,13 +180,13 @@ def _hub_state_dict(weights: Any) -> dict[str, Any]:
     how = f"download {url} on a connected machine and pass path='{cached.name}' (or copy it to {cached})"
     if cached.is_file():
         return torch.load(str(cached), map_location="cpu", weights_only=True)
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+    if hub_offline():
         raise OSError(f"adversarial: ResNet-50 weights {weights.name} are not cached and HF_HUB_OFFLINE is set; {how}")
     try:
         return weights.get_state_dict(progress=False, check_hash=True)
     except Exception as exc:  # noqa: BLE001 - network errors come in many types
         raise OSError(
-            f"adversarial: cannot download ResNet-50 weights {weights.name} ({type(exc).__name__}: {_first_line(exc, 80)}); {how}"
+            f"adversarial: cannot download ResNet-50 weights {weights.name} ({type(exc).__name__}: {first_line(exc, 80)}); {how}"
         ) from None
 
 
@@ -248,15 +239,8 @@ class AdversarialReward:
         self.margin = margin
         self.weights = enum.name
         self.path = str(path) if path is not None else None
-        if dtype is None:
-            self.dtype = torch.float32
-        elif isinstance(dtype, torch.dtype):
-            self.dtype = dtype
-        elif str(dtype).lower().removeprefix("torch.") in _DTYPES:
-            self.dtype = getattr(torch, _DTYPES[str(dtype).lower().removeprefix("torch.")])
-        else:
-            raise ValueError(f"adversarial: dtype must be one of float32, bfloat16, float16, got {dtype!r}")
-        self.device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.dtype = resolve_dtype(dtype, "adversarial")
+        self.device = resolve_device(device, auto=True)
 
         transform = enum.transforms()
         self.resize_size = int(transform.resize_size[0])
@@ -293,7 +277,7 @@ class AdversarialReward:
         for module in model.modules():  # timm files have no num_batches_tracked (unused in eval mode)
             if getattr(module, "num_batches_tracked", None) is not None and module.num_batches_tracked.is_meta:
                 module.num_batches_tracked = torch.tensor(0, dtype=torch.long)
-        return model.requires_grad_(False).eval().to(self.device, self.dtype)
+        return freeze(model).to(self.device, self.dtype)
 
     def preprocess(self, images: Tensor) -> Tensor:
         """``(B, 3, H, W)`` in [0, 1] -> normalised ``(B, 3, 224, 224)``, as ``weights.transforms()`` does on a tensor."""

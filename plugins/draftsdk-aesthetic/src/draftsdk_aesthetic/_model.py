@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import torch
 from torch import nn
 
 from draftsdk.image_ops import CLIP_MEAN, CLIP_STD, center_crop, normalize, resize_shortest_side
-
-from ._common import (
+from draftsdk.plugin_utils import (
     checkpoint_layers,
     first_line,
     freeze,
+    hub_file,
     local_path,
-    looks_like_path,
+    not_cached_error,
     offline_hint,
     quiet_transformers,
     resolve_device,
     resolve_dtype,
+    resolve_source,
 )
 
 WHO = "aesthetic"
@@ -31,29 +31,17 @@ DEFAULT_OPEN_CLIP = "ViT-L-14:openai"
 BACKENDS = ("transformers", "open_clip")
 
 
-def _missing(what: str, spec: str, option: str, example: str, exc: BaseException | None) -> FileNotFoundError:
-    reasons = [r for r in (offline_hint().strip(" ()"), type(exc).__name__ if exc is not None else "") if r]
-    why = f" ({'; '.join(reasons)})" if reasons else ""
-    return FileNotFoundError(
-        f"{WHO}: cannot load {what} {spec!r}: not a local path and not in the Hugging Face cache{why}; "
-        f"download it once with network access (cached under ~/.cache/huggingface) or pass {option}={example!r}"
-    )
-
-
 def load_clip_vision(path: str) -> nn.Module:
     """The CLIP image tower + projection (``CLIPVisionModelWithProjection``) of a CLIP checkpoint."""
     from transformers import AutoConfig, CLIPVisionModelWithProjection
 
-    local = local_path(path)
-    if local is None and looks_like_path(path):
-        raise FileNotFoundError(f"{WHO}: CLIP folder {path!r} does not exist; pass path='/folder/with/config.json'")
-    source = local or path
+    source = resolve_source(path, who=WHO, what="CLIP folder", option="path", example="/folder/with/config.json")
     example = "/path/to/clip-vit-large-patch14"
     try:
         with quiet_transformers():
             config = AutoConfig.from_pretrained(source)
     except OSError as exc:
-        raise _missing("CLIP model", path, "path", example, exc) from None
+        raise not_cached_error(WHO, "CLIP model", path, option="path", example=example, exc=exc) from None
     except ValueError as exc:  # e.g. a folder whose config.json names no known model
         raise ValueError(f"{WHO}: {path!r} is not a transformers CLIP model: {first_line(exc)}") from None
     kind = getattr(config, "model_type", None)
@@ -71,7 +59,7 @@ def load_clip_vision(path: str) -> nn.Module:
         with quiet_transformers():
             model = CLIPVisionModelWithProjection.from_pretrained(source, config=vision_config)
     except OSError as exc:
-        raise _missing("CLIP weights", path, "path", example, exc) from None
+        raise not_cached_error(WHO, "CLIP weights", path, option="path", example=example, exc=exc) from None
     except (RuntimeError, ValueError) as exc:  # shape mismatch between config.json and the weights
         raise ValueError(
             f"{WHO}: the weights in {path!r} do not fit the CLIP architecture of its config.json: {first_line(exc)}"
@@ -155,23 +143,7 @@ def _read_head_file(file: str) -> dict[str, torch.Tensor]:
 
 def resolve_head_file(spec: str) -> str:
     """A local head file for ``spec`` (a path, or ``org/repo/filename`` fetched through the HF cache)."""
-    local = local_path(spec)
-    if local is not None:
-        if not os.path.isfile(local):
-            raise FileNotFoundError(f"{WHO}: head {spec!r} is a folder; pass the .pth/.safetensors file itself")
-        return local
-    if looks_like_path(spec):
-        raise FileNotFoundError(f"{WHO}: head file {spec!r} does not exist; pass head='/path/to/aesthetic-head.pth'")
-    parts = spec.split("/")
-    if len(parts) < 3:
-        raise ValueError(f"{WHO}: head must be a local file or '<org>/<repo>/<filename>' on the hub, got {spec!r}")
-    repo, filename = "/".join(parts[:2]), "/".join(parts[2:])
-    from huggingface_hub import hf_hub_download
-
-    try:
-        return hf_hub_download(repo_id=repo, filename=filename)
-    except Exception as exc:  # LocalEntryNotFoundError, HTTP errors, ...
-        raise _missing("head", spec, "head", "/path/to/sac+logos+ava1-l14-linearMSE.pth", exc) from None
+    return hub_file(spec, who=WHO, what="head file", option="head", example="/path/to/aesthetic-head.pth")
 
 
 def build_head(state: dict[str, torch.Tensor], file: str) -> nn.Sequential:

@@ -12,36 +12,14 @@ import torch
 import torch.nn.functional as F
 
 from draftsdk.image_ops import CLIP_MEAN, CLIP_STD, normalize, resize_longest_side_and_pad
-
-from ._common import first_line, freeze, local_path, looks_like_path, offline_hint, resolve_device, resolve_dtype
+from draftsdk.plugin_utils import first_line, freeze, hub_file, local_path, resolve_device, resolve_dtype
 
 WHO = "hpsv2"
 
 
 def resolve_checkpoint(spec: str) -> str:
     """A local checkpoint file for ``spec``: a path, or ``org/repo/file`` fetched through the HF cache."""
-    local = local_path(spec)
-    if local is not None:
-        if not os.path.isfile(local):
-            raise FileNotFoundError(f"{WHO}: path {spec!r} is a folder; pass the checkpoint file (e.g. HPS_v2_compressed.pt)")
-        return local
-    if looks_like_path(spec):
-        raise FileNotFoundError(f"{WHO}: checkpoint {spec!r} does not exist; pass path='/path/to/HPS_v2_compressed.pt'")
-    parts = spec.split("/")
-    if len(parts) < 3:
-        raise ValueError(f"{WHO}: path must be a local file or '<org>/<repo>/<file>' on the hub, got {spec!r}")
-    repo, filename = "/".join(parts[:2]), "/".join(parts[2:])
-    from huggingface_hub import hf_hub_download
-
-    try:
-        return hf_hub_download(repo_id=repo, filename=filename)
-    except Exception as exc:  # LocalEntryNotFoundError, HTTP errors, ...
-        reasons = [r for r in (offline_hint().strip(" ()"), type(exc).__name__) if r]
-        raise FileNotFoundError(
-            f"{WHO}: cannot load checkpoint {spec!r}: not a local file and not in the Hugging Face cache "
-            f"({'; '.join(reasons)}); download it once with network access (cached under ~/.cache/huggingface) "
-            f"or pass path='/path/to/{filename}'"
-        ) from None
+    return hub_file(spec, who=WHO, what="checkpoint", option="path", example="/path/to/HPS_v2_compressed.pt")
 
 
 def resolve_architecture(architecture: str) -> str:

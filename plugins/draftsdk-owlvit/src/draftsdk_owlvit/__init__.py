@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import draftsdk
+from draftsdk.plugin_utils import first_line, freeze, resolve_device, resolve_dtype
 from draftsdk.rewards import check_inputs
 
 if TYPE_CHECKING:
@@ -44,38 +45,7 @@ PROMPT_PLACEHOLDER = "{prompt}"
 
 _MODES = ("add", "remove")
 _REDUCTIONS = ("max", "softmax", "count")
-_DTYPES = {
-    "float32": "float32", "fp32": "float32", "float": "float32",
-    "bfloat16": "bfloat16", "bf16": "bfloat16",
-    "float16": "float16", "fp16": "float16", "half": "float16",
-}
 _CACHE_LIMIT = 4096  # per-prompt query embeddings kept (only with a {prompt} template)
-
-
-def _first_line(exc: BaseException, limit: int = 240) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _parse_dtype(dtype: Any, who: str) -> Any:
-    import torch
-
-    if dtype is None:
-        return torch.float32
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    key = str(dtype).lower().removeprefix("torch.")
-    if key not in _DTYPES:
-        raise ValueError(f"{who}: dtype must be one of float32, bfloat16, float16, got {dtype!r}")
-    return getattr(torch, _DTYPES[key])
-
-
-def _parse_device(device: Any) -> Any:
-    import torch
-
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def _normalise_queries(query: Any) -> list[str]:
@@ -163,8 +133,8 @@ class OwlViTReward:
 
         import torch
 
-        self.device = _parse_device(device)
-        self.dtype = _parse_dtype(dtype, "owlvit")
+        self.device = resolve_device(device, auto=True)
+        self.dtype = resolve_dtype(dtype, "owlvit")
         self.model, self.tokenizer, self.arch = self._load_model()
         self._setup_preprocessing()
         self._cache: dict[str, Tensor] = {}
@@ -183,7 +153,7 @@ class OwlViTReward:
         except (OSError, ValueError) as exc:
             if local or os.path.exists(src):
                 raise OSError(
-                    f"owlvit: cannot read an OWL-ViT checkpoint from {src!r} ({_first_line(exc)}); "
+                    f"owlvit: cannot read an OWL-ViT checkpoint from {src!r} ({first_line(exc)}); "
                     "pass a folder written by save_pretrained (config.json, weights, tokenizer files)"
                 ) from None
             raise OSError(
@@ -211,7 +181,7 @@ class OwlViTReward:
         try:
             model, info = Detector.from_pretrained(src, dtype=self.dtype, output_loading_info=True)
         except (OSError, ValueError, RuntimeError) as exc:
-            raise OSError(f"owlvit: cannot load the detector weights from {src!r} ({_first_line(exc)})") from None
+            raise OSError(f"owlvit: cannot load the detector weights from {src!r} ({first_line(exc)})") from None
         missing = [k for k in info.get("missing_keys", []) if "position_ids" not in k]
         mismatched = info.get("mismatched_keys", [])
         if missing or mismatched:
@@ -224,10 +194,10 @@ class OwlViTReward:
             tokenizer = AutoTokenizer.from_pretrained(src)
         except (OSError, ValueError) as exc:
             raise OSError(
-                f"owlvit: {src!r} has no usable tokenizer ({_first_line(exc)}); save the processor "
+                f"owlvit: {src!r} has no usable tokenizer ({first_line(exc)}); save the processor "
                 "(OwlViTProcessor.save_pretrained) into the same folder"
             ) from None
-        model.requires_grad_(False).eval().to(self.device)
+        freeze(model).to(self.device)
         return model, tokenizer, model_type
 
     def _setup_preprocessing(self) -> None:

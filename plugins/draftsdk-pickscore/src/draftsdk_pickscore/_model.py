@@ -9,17 +9,16 @@ import torch
 import torch.nn.functional as F
 
 from draftsdk.image_ops import CLIP_MEAN, CLIP_STD, center_crop, normalize, resize, resize_shortest_side
-
-from ._common import (
+from draftsdk.plugin_utils import (
     checkpoint_layers,
     first_line,
     freeze,
     local_path,
-    looks_like_path,
-    offline_hint,
+    not_cached_error,
     quiet_transformers,
     resolve_device,
     resolve_dtype,
+    resolve_source,
 )
 
 WHO = "pickscore"
@@ -27,20 +26,12 @@ DEFAULT_PROCESSOR = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json")
 
 
-def _missing(what: str, spec: str, option: str, example: str, exc: BaseException) -> FileNotFoundError:
-    reasons = [r for r in (offline_hint().strip(" ()"), type(exc).__name__) if r]
-    return FileNotFoundError(
-        f"{WHO}: cannot load {what} {spec!r}: not a local folder and not in the Hugging Face cache "
-        f"({'; '.join(reasons)}); download it once with network access (cached under ~/.cache/huggingface) "
-        f"or pass {option}={example!r}"
-    )
-
-
 def _source(spec: str, option: str) -> str:
-    local = local_path(spec)
-    if local is None and looks_like_path(spec):
-        raise FileNotFoundError(f"{WHO}: folder {spec!r} does not exist; pass {option}='/folder/with/config.json'")
-    return local or spec
+    return resolve_source(spec, who=WHO, what="folder", option=option, example="/folder/with/config.json")
+
+
+def _missing(what: str, spec: str, option: str, example: str, exc: BaseException) -> FileNotFoundError:
+    return not_cached_error(WHO, what, spec, option=option, example=example, exc=exc, local="folder")
 
 
 def load_clip(path: str) -> Any:

@@ -1,0 +1,305 @@
+"""Helpers for reward-plugin authors: dtype and device options, paths, one-line errors, frozen models.
+
+The reward plugins shipped with draftsdk (``draftsdk-aesthetic``, ``-hpsv2``, ``-pickscore``,
+``-owlvit``, ``-adversarial``) use these so that their options and error messages behave alike; a
+third-party plugin may use them too.
+
+Importing this module is cheap: torch (and transformers, for :func:`quiet_transformers`) is imported
+inside the functions that need it, so a plugin may import it at module level without loading torch
+when rewards are only listed.
+
+Example:
+    >>> from draftsdk.plugin_utils import first_line, resolve_dtype
+    >>> resolve_dtype("bf16", "myreward")
+    torch.bfloat16
+    >>> first_line(OSError("no such file\\n  (details...)"))
+    'no such file'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "resolve_dtype",
+    "resolve_device",
+    "local_path",
+    "looks_like_path",
+    "resolve_source",
+    "hub_file",
+    "not_cached_error",
+    "first_line",
+    "hub_offline",
+    "offline_hint",
+    "quiet_transformers",
+    "checkpoint_layers",
+    "freeze",
+]
+
+_DTYPE_ALIASES = {
+    "float32": "float32",
+    "fp32": "float32",
+    "float": "float32",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+}
+_TRUE = ("1", "true", "yes", "on")
+
+_ModuleT = TypeVar("_ModuleT", bound="torch.nn.Module")
+
+
+def resolve_dtype(dtype: Any, who: str) -> torch.dtype:
+    """A reward's ``dtype`` option as a torch dtype: float32 (also for None), float16 or bfloat16.
+
+    Accepts a torch dtype or a name (``"float32"``/``"fp32"``/``"float"``, ``"float16"``/``"fp16"``/
+    ``"half"``, ``"bfloat16"``/``"bf16"``, case-insensitive, ``"torch."`` prefix allowed). Anything
+    else raises a one-line ``ValueError`` that starts with ``who``.
+
+    Example:
+        >>> resolve_dtype("fp16", "myreward"), resolve_dtype(None, "myreward")
+        (torch.float16, torch.float32)
+        >>> resolve_dtype("int8", "myreward")
+        Traceback (most recent call last):
+        ValueError: myreward: dtype must be one of 'float32', 'float16', 'bfloat16', got 'int8'
+    """
+    import torch
+
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        name = str(dtype).removeprefix("torch.")
+        if name in ("float32", "float16", "bfloat16"):
+            return dtype
+    else:
+        name = _DTYPE_ALIASES.get(str(dtype).strip().lower().removeprefix("torch."), "")
+        if name:
+            return getattr(torch, name)  # type: ignore[no-any-return]
+    raise ValueError(f"{who}: dtype must be one of 'float32', 'float16', 'bfloat16', got {dtype!r}")
+
+
+def resolve_device(device: Any, *, auto: bool = False) -> torch.device | None:
+    """A reward's ``device`` option as a torch device.
+
+    ``None`` stays None (the reward follows the images' device), or with ``auto=True`` becomes CUDA
+    when available, else the CPU.
+
+    Example:
+        >>> resolve_device("cpu"), resolve_device(None)
+        (device(type='cpu'), None)
+    """
+    import torch
+
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu") if auto else None
+    return torch.device(device)
+
+
+def local_path(spec: str | os.PathLike[str]) -> str | None:
+    """The ``~``-expanded path when ``spec`` names something on disk, else None (then it is a hub id).
+
+    Example:
+        >>> local_path("/"), local_path("org/model-that-is-not-a-folder-here")
+        ('/', None)
+    """
+    path = os.path.expanduser(str(spec))
+    return path if os.path.exists(path) else None
+
+
+def looks_like_path(spec: str | os.PathLike[str]) -> bool:
+    """True when ``spec`` can only mean a file-system path (absolute, ``./``, ``../``, ``~``, backslash).
+
+    A spec that does not exist on disk and does not look like a path is a hub id.
+
+    Example:
+        >>> looks_like_path("./model"), looks_like_path("~/model"), looks_like_path("org/model")
+        (True, True, False)
+    """
+    s = str(spec)
+    return s.startswith(("/", "./", "../", "~", ".\\")) or "\\" in s
+
+
+def resolve_source(spec: str | os.PathLike[str], *, who: str, what: str, option: str, example: str) -> str:
+    """Where to load ``spec`` from: its local path when it exists, else ``spec`` itself as a hub id.
+
+    A spec that only makes sense as a path (:func:`looks_like_path`) but does not exist raises a
+    one-line ``FileNotFoundError`` naming the ``option`` to pass.
+
+    Example:
+        >>> resolve_source("org/model", who="myreward", what="model folder", option="path", example="/models/x")
+        'org/model'
+        >>> resolve_source("./missing", who="myreward", what="model folder", option="path", example="/models/x")
+        Traceback (most recent call last):
+        FileNotFoundError: myreward: model folder './missing' does not exist; pass path='/models/x'
+    """
+    local = local_path(spec)
+    if local is None and looks_like_path(spec):
+        raise FileNotFoundError(f"{who}: {what} {str(spec)!r} does not exist; pass {option}={example!r}")
+    return local or str(spec)
+
+
+def hub_file(spec: str | os.PathLike[str], *, who: str, what: str, option: str, example: str) -> str:
+    """A local file for ``spec``: a file on disk, or ``"<org>/<repo>/<file>"`` fetched through the Hugging Face cache.
+
+    Downloads on first use unless offline. Every failure is a one-line error that starts with ``who``
+    and says what to pass as ``option`` (``example`` for a local file).
+
+    Example:
+        >>> hub_file("org/repo/head.pth", who="myreward", what="head file", option="head",
+        ...          example="/models/head.pth")  # doctest: +SKIP
+        '/home/me/.cache/huggingface/hub/models--org--repo/snapshots/.../head.pth'
+    """
+    source = resolve_source(spec, who=who, what=what, option=option, example=example)
+    spec = str(spec)
+    if os.path.exists(source):
+        if not os.path.isfile(source):
+            raise FileNotFoundError(
+                f"{who}: {what} {spec!r} is a folder; pass the file itself, e.g. {option}={example!r}"
+            )
+        return source
+    parts = spec.split("/")
+    if len(parts) < 3:
+        raise ValueError(f"{who}: {option} must be a local file or '<org>/<repo>/<file>' on the hub, got {spec!r}")
+    repo, filename = "/".join(parts[:2]), "/".join(parts[2:])
+    from huggingface_hub import hf_hub_download
+
+    try:
+        return hf_hub_download(repo_id=repo, filename=filename)
+    except Exception as exc:  # noqa: BLE001 - LocalEntryNotFoundError, HTTP errors, ...
+        raise not_cached_error(
+            who, what, spec, option=option, example=f"/path/to/{parts[-1]}", exc=exc, local="file"
+        ) from None
+
+
+def not_cached_error(
+    who: str,
+    what: str,
+    spec: str,
+    *,
+    option: str,
+    example: str,
+    exc: BaseException | None = None,
+    local: str = "path",
+) -> FileNotFoundError:
+    """The one-line error for a ``spec`` that is neither on disk (a local ``local``) nor in the Hugging Face cache.
+
+    The reasons in brackets are ``HF_HUB_OFFLINE=1 is set`` when offline and the type of ``exc``;
+    raise it ``from None``.
+
+    Example:
+        >>> print(not_cached_error("myreward", "model", "org/model", option="path", example="/models/x",
+        ...                        exc=OSError(), local="folder"))  # doctest: +NORMALIZE_WHITESPACE +ELLIPSIS
+        myreward: cannot load model 'org/model': not a local folder and not in the Hugging Face cache (...OSError);
+        download it once with network access (cached under ~/.cache/huggingface) or pass path='/models/x'
+    """
+    reasons = ["HF_HUB_OFFLINE=1 is set"] if hub_offline() else []
+    if exc is not None:
+        reasons.append(type(exc).__name__)
+    why = f" ({'; '.join(reasons)})" if reasons else ""
+    return FileNotFoundError(
+        f"{who}: cannot load {what} {spec!r}: not a local {local} and not in the Hugging Face cache{why}; "
+        f"download it once with network access (cached under ~/.cache/huggingface) or pass {option}={example!r}"
+    )
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first non-empty line of an exception's message, stripped and cut to ``limit`` characters.
+
+    Falls back to the exception's type name when the message is empty; for one-line error messages
+    that quote a library's (often multi-line) error.
+
+    Example:
+        >>> first_line(ValueError("\\n  bad header\\nTraceback..."))
+        'bad header'
+        >>> first_line(KeyError()), first_line(OSError("x" * 300), limit=10)
+        ('KeyError', 'xxxxxxx...')
+    """
+    for line in str(exc).splitlines():
+        line = line.strip()
+        if line:
+            return line if len(line) <= limit else line[: limit - 3] + "..."
+    return type(exc).__name__
+
+
+def hub_offline() -> bool:
+    """True when the environment variable ``HF_HUB_OFFLINE`` is set to 1/true/yes/on (any case)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE
+
+
+def offline_hint() -> str:
+    """``" (HF_HUB_OFFLINE=1 is set)"`` when offline (see :func:`hub_offline`), else ``""``; for "cannot load" errors."""
+    return " (HF_HUB_OFFLINE=1 is set)" if hub_offline() else ""
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' load report and progress bars inside the block (restored afterwards).
+
+    Example:
+        >>> with quiet_transformers():  # doctest: +SKIP
+        ...     model = CLIPModel.from_pretrained(path)
+    """
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def checkpoint_layers(layers: Iterable[torch.nn.Module]) -> None:
+    """Recompute each layer in the backward pass (activation checkpointing), even in eval mode.
+
+    transformers only checkpoints layers in training mode, and a frozen reward stays in eval mode,
+    so this wraps each layer's ``forward`` (non-reentrant checkpointing: gradients reach the inputs
+    even though no parameter requires grad). Under ``torch.no_grad()`` the layers run as before.
+    Calling it twice on a layer wraps it once.
+
+    Example:
+        >>> checkpoint_layers(clip.vision_model.encoder.layers)  # doctest: +SKIP
+    """
+    import torch
+    from torch.utils.checkpoint import checkpoint
+
+    for layer in layers:
+        if getattr(layer, "_draftsdk_checkpointed", False):
+            continue
+        inner = layer.forward
+
+        @functools.wraps(inner)
+        def forward(*args: Any, _inner: Any = inner, **kwargs: Any) -> Any:
+            if torch.is_grad_enabled():
+                return checkpoint(_inner, *args, use_reentrant=False, **kwargs)
+            return _inner(*args, **kwargs)
+
+        layer.forward = forward  # type: ignore[method-assign]
+        layer._draftsdk_checkpointed = True  # type: ignore[attr-defined]
+
+
+def freeze(module: _ModuleT) -> _ModuleT:
+    """Put ``module`` in eval mode with no parameter gradients; returns it.
+
+    Example:
+        >>> import torch
+        >>> net = freeze(torch.nn.Linear(2, 1))
+        >>> net.training, net.weight.requires_grad
+        (False, False)
+    """
+    module.eval()
+    module.requires_grad_(False)
+    return module
