@@ -1,0 +1,45 @@
+"""DRaFT-K written out by hand with draftsdk.sample: the Trainer's core, without the bookkeeping.
+
+Run: python docs/examples/custom_loop.py
+(DRAFTSDK_EXAMPLE_MODEL / DRAFTSDK_EXAMPLE_SMOKE shrink it for the docs tests:
+docs/run_examples.py.)
+"""
+
+import json
+import os
+
+MODEL = os.environ.get("DRAFTSDK_EXAMPLE_MODEL", "stable-diffusion-v1-5/stable-diffusion-v1-5")
+SMOKE = json.loads(os.environ.get("DRAFTSDK_EXAMPLE_SMOKE", "{}"))
+T, UPDATES = SMOKE.get("num_inference_steps", 50), SMOKE.get("steps", 100)
+
+# --8<-- [start:loop]
+import torch
+
+import draftsdk
+
+pipe = draftsdk.load_pipeline(MODEL)
+pipe.vae.requires_grad_(False)
+pipe.text_encoder.requires_grad_(False)
+# freezes the UNet, attaches LoRA, returns the LoRA weights
+params = draftsdk.lora.add_lora(pipe.unet, rank=8)
+optimizer = torch.optim.AdamW(params, lr=4e-4, weight_decay=0.1)
+reward = draftsdk.get_reward("contrast")
+prompts = ["a cat", "a dog"]
+
+for update in range(UPDATES):
+    # K = 1 (DRaFT-1): the graph covers the last step and the VAE decode
+    out = draftsdk.sample(pipe, prompts, num_inference_steps=T, grad_steps=1)
+    loss = -reward(out.images, prompts).mean()     # maximise the reward
+    optimizer.zero_grad()
+    loss.backward()          # reward -> VAE decode -> last UNet call -> LoRA
+    optimizer.step()
+# --8<-- [end:loop]
+    print(update, -loss.item())
+
+# --8<-- [start:where]
+out = draftsdk.sample(pipe, prompts, num_inference_steps=T, grad_steps=1)
+print(out.images.requires_grad, out.latents.requires_grad)   # True True
+
+plain = draftsdk.sample(pipe, prompts, num_inference_steps=T)   # grad_steps=0
+print(plain.images.requires_grad)                            # False
+# --8<-- [end:where]
