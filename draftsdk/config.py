@@ -4,7 +4,7 @@ Defaults follow the DRaFT paper's small-scale setting (SD 1.4, LoRA rank 8, lr 4
 decay 0.1, batch 4, DDIM 50 steps, guidance 7.5). A bad value raises
 [ConfigError][draftsdk.config.ConfigError] whose one-line message names the field.
 
-Example:
+Examples:
     >>> from draftsdk import TrainConfig
     >>> cfg = TrainConfig(variant="draft-k", k=5, steps=100)
     >>> cfg.grad_steps_range()
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import difflib
 import json
-import tomllib
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +27,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import DraftError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 
 __all__ = ["TrainConfig", "ConfigError", "VARIANTS", "apply_overrides", "format_validation_error"]
 
@@ -225,7 +230,7 @@ class TrainConfig(BaseModel):
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Apply ``key=value`` overrides (dotted keys reach into tables; values parse as JSON when they can).
 
-    Example:
+    Examples:
         >>> apply_overrides({"rewards": {"brightness": 1.0}}, ["steps=10", "rewards.contrast=0.5", "variant=draft-k"])
         {'rewards': {'brightness': 1.0, 'contrast': 0.5}, 'steps': 10, 'variant': 'draft-k'}
     """

@@ -10,7 +10,7 @@ mixing adds several adapters. [mix_files][draftsdk.lora.mix_files] writes one ad
 is exactly ``Σ w_i·(α_i/r_i)·B_i·A_i`` by concatenating along the rank dimension (averaging the A
 and B factors separately would be wrong: the product is not linear in them).
 
-Example:
+Examples:
     >>> import tempfile, draftsdk
     >>> from draftsdk.testing import tiny_pipeline
     >>> pipe = tiny_pipeline()
@@ -40,8 +40,10 @@ from .errors import DraftError
 __all__ = [
     "ADAPTER_NAME",
     "DEFAULT_TARGETS",
+    "LoraError",
     "LoraFile",
     "add_lora",
+    "check_compatible",
     "lora_parameters",
     "unet_fingerprint",
     "save_lora",
@@ -357,7 +359,7 @@ def set_mix(pipeline: Any, weights: Mapping[str, float]) -> None:
 def parse_weighted_path(text: str, default: float = 1.0) -> tuple[str, float]:
     """Split ``FILE[:WEIGHT]``; the weight must be a finite number.
 
-    Example:
+    Examples:
         >>> parse_weighted_path("a.safetensors:0.7"), parse_weighted_path("b.safetensors")
         (('a.safetensors', 0.7), ('b.safetensors', 1.0))
     """

@@ -24,7 +24,16 @@ import pluggy
 
 from . import hookspecs
 
-__all__ = ["PluginInfo", "get_plugin_manager", "list_plugins", "reset_plugins", "DEFAULT_PLUGINS"]
+__all__ = [
+    "DEFAULT_PLUGINS",
+    "PluginInfo",
+    "get_plugin_manager",
+    "list_plugins",
+    "plugin_info",
+    "register_plugin",
+    "reset_plugins",
+    "unregister_plugin",
+]
 
 ENTRY_POINT_GROUP = "draftsdk"
 DEFAULT_PLUGINS = ("draftsdk.default_plugins.basic", "draftsdk.default_plugins.digits")
@@ -119,7 +128,7 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
 def get_plugin_manager() -> pluggy.PluginManager:
     """Return the process-wide plugin manager, loading built-ins and entry points on first use.
 
-    Example:
+    Examples:
         >>> pm = get_plugin_manager()
         >>> "draftsdk.default_plugins.basic" in [pm.get_name(p) for p in pm.get_plugins()]
         True
@@ -150,7 +159,7 @@ def register_plugin(plugin: object, name: str, distribution: str = "<local>", ve
 
     Useful in notebooks and tests; installed plugins are found through entry points instead.
 
-    Example:
+    Examples:
         >>> import draftsdk
         >>> class MyPlugin:
         ...     @draftsdk.hookimpl

@@ -34,7 +34,7 @@ class Reward(Protocol):
         name: registry key and label in logs, e.g. ``"aesthetic"``.
         differentiable: True when the output has a gradient w.r.t. ``images`` (DRaFT needs it).
 
-    Example:
+    Examples:
         >>> class Brightness:
         ...     name = "my-brightness"
         ...     differentiable = True
@@ -82,7 +82,7 @@ def reward(
     Extra keyword-only parameters become options (``get_reward("x", gamma=2.0)``).
     The result can be used directly, combined, or passed to ``register`` in a plugin.
 
-    Example:
+    Examples:
         >>> import draftsdk, torch
         >>> @draftsdk.reward(name="redness")
         ... def redness(images, prompts):
@@ -100,7 +100,7 @@ def reward(
 def check_inputs(images: Tensor, prompts: Sequence[str], *, who: str = "reward") -> None:
     """Raise a one-line ValueError unless ``images`` is (B, 3, H, W) float in [0, 1] with B prompts.
 
-    Example:
+    Examples:
         >>> import torch
         >>> check_inputs(torch.full((1, 3, 4, 4), 255.0), ["x"])
         Traceback (most recent call last):
@@ -122,7 +122,8 @@ def check_inputs(images: Tensor, prompts: Sequence[str], *, who: str = "reward")
         raise ValueError(f"{who}: images must be float in [0, 1], got values in [{lo:.4g}, {hi:.4g}]{fix}")
 
 
-def _check_output(term: Term, images: Tensor, out: Any, first: bool) -> None:
+def _check_output(term: Term, images: Tensor, out: Any) -> None:
+    """Shape on every call; finiteness on the first call; the gradient on the first call that needs one."""
     import torch
 
     who = f"reward '{term.label}' (plugin: {term.plugin})"
@@ -131,16 +132,18 @@ def _check_output(term: Term, images: Tensor, out: Any, first: bool) -> None:
         raise RewardContractError(f"{who} returned {type(out).__name__}; expected a Tensor of shape ({batch},)")
     if tuple(out.shape) != (batch,):
         raise RewardContractError(f"{who} returned shape {tuple(out.shape)}; expected ({batch},)")
-    if not first:
-        return
-    if not torch.isfinite(out).all():
-        raise RewardContractError(f"{who} returned non-finite values {out.detach().tolist()} on its first call")
+    if not term.checked:
+        if not torch.isfinite(out).all():
+            raise RewardContractError(f"{who} returned non-finite values {out.detach().tolist()} on its first call")
+        term.checked = True
     wants_grad = term.reward.differentiable and images.requires_grad and torch.is_grad_enabled()
-    if wants_grad and out.grad_fn is None:
-        raise RewardContractError(
-            f"{who} says differentiable=True but its output has no gradient w.r.t. the images; "
-            "avoid .item()/.numpy()/PIL/no_grad inside the reward, or set differentiable = False"
-        )
+    if wants_grad and not term.grad_checked:
+        if out.grad_fn is None:
+            raise RewardContractError(
+                f"{who} says differentiable=True but its output has no gradient w.r.t. the images; "
+                "avoid .item()/.numpy()/PIL/no_grad inside the reward, or set differentiable = False"
+            )
+        term.grad_checked = True
 
 
 @dataclass
@@ -159,6 +162,7 @@ class Term:
     plugin: str = "<local>"
     spec: dict[str, Any] | None = None
     checked: bool = field(default=False, repr=False)
+    grad_checked: bool = field(default=False, repr=False)
 
 
 @dataclass
@@ -208,8 +212,7 @@ class WeightedSum:
         raw: dict[str, Tensor] = {}
         for term in self.terms:
             out = term.reward(images, prompts)
-            _check_output(term, images, out, first=not term.checked)
-            term.checked = True
+            _check_output(term, images, out)
             raw[term.label] = out
             part = term.weight * (out.float() - term.offset) / term.scale
             total = part if total is None else total + part
@@ -257,7 +260,7 @@ def combine(terms: Mapping[Any, Any] | Sequence[Any], **shared_options: Any) -> 
     ``offset`` and ``scale`` (normalisation: the term is ``weight * (r - offset) / scale``).
     Negative weights minimise a term. A single reward or a list of names/rewards gets weight 1.
 
-    Example:
+    Examples:
         >>> import draftsdk, torch
         >>> objective = draftsdk.combine({"brightness": 1.0, "saturation": {"weight": -0.5}})
         >>> out = objective.evaluate(torch.full((2, 3, 4, 4), 0.5), ["a", "b"])

@@ -8,7 +8,7 @@
 Installing draftsdk also registers a pytest plugin ([draftsdk.pytest_plugin][]) with the fixtures
 ``check_reward`` and ``tiny_sd_path``.
 
-Example:
+Examples:
     >>> from draftsdk.testing import check_reward
     >>> from draftsdk.default_plugins.basic import Brightness
     >>> report = check_reward(Brightness())
@@ -49,11 +49,15 @@ def check_reward(
 
     Args:
         reward: the reward instance.
-        batch_size, image_size: the random images to score (uniform noise in [0, 1]).
+        batch_size: how many random images to score (uniform noise in [0, 1]); at least 2.
+        image_size: their height and width.
         prompts: one per image (default: simple captions).
-        atol, rtol: tolerance for determinism and batch-independence comparisons.
+        seed: seed of the random images.
+        atol: absolute tolerance of the determinism and batch-independence comparisons.
+        rtol: relative tolerance of the same comparisons.
         check_input_validation: also require a ValueError for 0..255 images and for a
             prompt-count mismatch (what draftsdk's own plugins promise).
+        device: where to put the images.
 
     Returns:
         a small report: the output shape, the scores, the gradient norm (when differentiable).

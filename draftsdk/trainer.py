@@ -13,7 +13,7 @@ Every variant is the same rollout with the stop-gradient in a different place:
 
 The loss is ``-objective(images, prompts).mean()`` for any reward, so every plugin works unchanged.
 
-Example:
+Examples:
     >>> import draftsdk
     >>> from draftsdk.testing import tiny_pipeline
     >>> cfg = draftsdk.TrainConfig(variant="draft-k", k=2, steps=2, batch_size=2, num_inference_steps=4,
@@ -133,12 +133,13 @@ def _lr_lambda(config: TrainConfig) -> Callable[[int], float]:
 
 
 def _memory_hint(config: TrainConfig, k: int) -> str:
+    resolution = f"{config.height or 'default'}x{config.width or 'default'}" if config.height or config.width else "the model's default"
     return (
         "CUDA out of memory. Knobs that reduce memory, with their current values: "
         f"batch_size={config.batch_size} (lower it and raise grad_accum_steps={config.grad_accum_steps}), "
         f"gradient steps K={k} (variant={config.variant}; draft-lv/draft-k with small k need least), "
         f"checkpointing={config.checkpointing!r} ('always' checkpoints every UNet call), "
-        f"checkpoint_vae={config.checkpoint_vae}, resolution={config.height or 'model default'}x{config.width or 'model default'}, "
+        f"checkpoint_vae={config.checkpoint_vae}, resolution={resolution}, "
         f"mixed_precision={config.mixed_precision!r} ('bf16' halves the frozen weights)"
     )
 
@@ -153,7 +154,7 @@ class Trainer:
             [WeightedSum][draftsdk.WeightedSum].
         config: a [TrainConfig][draftsdk.TrainConfig]; keyword ``overrides`` replace its fields.
 
-    Example:
+    Examples:
         >>> trainer = Trainer("path/to/sd-1-5", {"aesthetic": 1.0}, TrainConfig(steps=500))  # doctest: +SKIP
         >>> trainer.fit(prompt_set="simple-animals")  # doctest: +SKIP
     """
@@ -394,6 +395,7 @@ class Trainer:
         lora_lib.restore_lora(self.unet, checkpoint / "lora.safetensors")
         self.optimizer.load_state_dict(state["optimizer"])
         self.lr_scheduler.load_state_dict(state["lr_scheduler"])
+        self._apply_optimizer_settings()
         self.scaler.load_state_dict(state["scaler"])
         saved_world = state["counters"].get("world_size", 1)
         if saved_world == self.dist.world_size:
@@ -411,6 +413,25 @@ class Trainer:
         self.queries = int(state["counters"]["queries"])
         self.skipped = int(state["counters"]["skipped"])
         return int(state["step"])
+
+    def _apply_optimizer_settings(self) -> None:
+        """Make the (possibly resumed) optimizer follow this run's config: a resume may change lr & co."""
+        cfg = self.config
+        self.lr_scheduler.base_lrs = [cfg.learning_rate for _ in self.optimizer.param_groups]
+        factor = _lr_lambda(cfg)(self.lr_scheduler.last_epoch)
+        for group in self.optimizer.param_groups:
+            group.update(lr=cfg.learning_rate * factor, initial_lr=cfg.learning_rate, weight_decay=cfg.weight_decay,
+                         betas=tuple(cfg.adam_betas), eps=cfg.adam_eps)
+        self.lr_scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def _clear_previous_run(self) -> None:
+        """With ``overwrite=True``: remove the artifacts of the run that lived here (nothing else)."""
+        import shutil
+
+        for name in ("checkpoints", "samples", "tensorboard"):
+            shutil.rmtree(self.run_dir / name, ignore_errors=True)
+        for name in ("metrics.jsonl", "config.json", "lora.safetensors"):
+            (self.run_dir / name).unlink(missing_ok=True)
 
     # -- the loop ---------------------------------------------------------------------------------
     def _prompts(self, prompts: Any, prompt_file: Any, prompt_set: Any) -> list[str]:
@@ -534,6 +555,8 @@ class Trainer:
         self.run_dir = Path(cfg.output_dir)
         if self.dist.is_main:
             prepare_run_dir(self.run_dir, overwrite=cfg.overwrite, resume=cfg.resume)
+            if cfg.overwrite:
+                self._clear_previous_run()
         self.dist.barrier()
         start = 0
         checkpoint = latest_checkpoint(self.run_dir) if cfg.resume else None

@@ -198,3 +198,34 @@ def test_config_from_toml_and_yaml_with_overrides(tmp_path):
 def test_not_a_pipeline_is_a_type_error(tmp_path):
     with pytest.raises(TypeError, match="is not a Stable Diffusion style pipeline: missing"):
         Trainer(object(), "brightness", _cfg(tmp_path))
+
+
+def test_gradient_contract_is_checked_on_the_first_training_step(pipe, tmp_path):
+    class Detached:
+        name, differentiable = "detached", True
+
+        def __call__(self, images, prompts):
+            return images.detach().mean(dim=(1, 2, 3))
+
+    with pytest.raises(draftsdk.RewardContractError, match="'detached' .* says differentiable=True but its output has no gradient"):
+        Trainer(pipe, Detached(), _cfg(tmp_path, variant="draft-k", k=1)).fit(["a"])
+
+
+def test_resume_applies_this_runs_optimizer_settings(sd_path, tmp_path):
+    Trainer(draftsdk.load_pipeline(str(sd_path)), "brightness", _cfg(tmp_path, variant="draft-k", k=1, steps=1)).fit(["a"])
+    cfg = _cfg(tmp_path, variant="draft-k", k=1, steps=2, resume=True, learning_rate=1e-2, weight_decay=0.5)
+    trainer = Trainer(draftsdk.load_pipeline(str(sd_path)), "brightness", cfg)
+    result = trainer.fit(["a"])
+    assert [h["lr"] for h in result.history] == [1e-2]
+    assert trainer.optimizer.param_groups[0]["weight_decay"] == 0.5
+
+
+def test_overwrite_replaces_the_previous_runs_artifacts(pipe, tmp_path):
+    Trainer(pipe, "brightness", _cfg(tmp_path, variant="draft-k", k=1, steps=3, save_every=1, keep_checkpoints=5)).fit(["a"])
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    Trainer(pipe, "brightness", _cfg(tmp_path, variant="draft-k", k=1, steps=1, overwrite=True)).fit(["a"])
+    run = tmp_path / "run"
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-000001"]
+    steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines() if '"train"' in x]
+    assert steps == [1]
+    assert (run / "notes.txt").read_text() == "mine"  # only the run's own artifacts are replaced

@@ -208,7 +208,7 @@ class AdversarialReward:
             images' device.
         dtype: ``"float32"`` (default), ``"bfloat16"`` or ``"float16"`` for the network.
 
-    Example:
+    Examples:
         >>> cat = AdversarialReward(target=["tabby", "tiger cat", "Egyptian cat"])   # doctest: +SKIP
         >>> scores = cat(images, ["a bear", "a dog"])    # log p(any of the three), <= 0  # doctest: +SKIP
         >>> scores.shape                                                              # doctest: +SKIP

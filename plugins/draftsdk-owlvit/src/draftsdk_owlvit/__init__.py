@@ -81,7 +81,7 @@ class OwlViTReward:
             returned on the images' device.
         dtype: ``"float32"`` (default), ``"bfloat16"`` or ``"float16"`` for the model.
 
-    Example:
+    Examples:
         >>> reward = OwlViTReward(query="a strawberry", mode="add")   # doctest: +SKIP
         >>> scores = reward(images, ["a fruit bowl"] * len(images))    # doctest: +SKIP
         >>> scores.shape, bool(((0 <= scores) & (scores <= 1)).all())  # doctest: +SKIP
