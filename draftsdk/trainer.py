@@ -283,24 +283,27 @@ class Trainer:
 
         self._use_checkpointing(1)
         if variant == "draft-lv":
+            # DRaFT-1 on the trajectory, then n copies of its final latent (stop-grad) re-noised to the
+            # last timestep and denoised in one batched call: no VAE re-encode, no repeated forward.
             last = T - 1
             before = s.denoise(noise, embeds, stop=last, generator=self.noise_gen)
-            var_noise = s.variance_noise(before.shape, self.noise_gen)
-            final = s.step(last, before, s.model_output(before, last, embeds, grad=False), var_noise).prev
-            copies = [
+            out = s.model_output(before, last, embeds, grad=True)
+            self._kl_term(last, before, out, embeds, kl)
+            with torch.enable_grad():
+                first = s.step(last, before, out, s.variance_noise(before.shape, self.noise_gen)).prev
+            final = first.detach()
+            copies = torch.cat([
                 s.add_noise(final, last, torch.randn(final.shape, generator=self.noise_gen).to(final))
                 for _ in range(cfg.lv_copies)
-            ]
-            inputs = torch.cat([before, *copies])
-            reps = cfg.lv_copies + 1
-            rep_embeds = torch.cat([e.repeat(reps, 1, 1) for e in embeds.chunk(2 if s.guided else 1)])
-            out = s.model_output(inputs, last, rep_embeds, grad=True)
-            self._kl_term(last, inputs, out, rep_embeds, kl)
-            var_noise = s.variance_noise(inputs.shape, self.noise_gen)
+            ])
+            rep_embeds = torch.cat([e.repeat(cfg.lv_copies, 1, 1) for e in embeds.chunk(2 if s.guided else 1)])
+            out = s.model_output(copies, last, rep_embeds, grad=True)
+            self._kl_term(last, copies, out, rep_embeds, kl)
             with torch.enable_grad():
-                latents = s.step(last, inputs, out, var_noise).prev
-            images = s.decode(latents, grad=True)
-            return images, list(prompts) * reps, {"grad_steps": 1, "kl": kl[0] if kl else None}
+                renoised = s.step(last, copies, out, s.variance_noise(copies.shape, self.noise_gen)).prev
+            images = s.decode(torch.cat([first, renoised]), grad=True)
+            reps = cfg.lv_copies + 1
+            return images, list(prompts) * reps, {"grad_steps": 1, "kl": torch.stack(kl).mean() if kl else None}
 
         if variant == "refl":
             stop = self.rng.randint(T - cfg.refl_last_steps, T - 1)
