@@ -1,6 +1,6 @@
 """draftsdk: fine-tune text-to-image diffusion models directly on differentiable rewards (DRaFT).
 
-Example:
+Examples:
     >>> import draftsdk
     >>> objective = draftsdk.combine({"brightness": 1.0, "saturation": 0.2})
     >>> objective

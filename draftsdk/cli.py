@@ -32,7 +32,7 @@ def command(name: str) -> Callable[[Callable[[argparse.Namespace], int]], Callab
 def parse_option(text: str) -> tuple[str, Any]:
     """Parse ``key=value``; the value is read as JSON when it parses (numbers, lists, true), else a string.
 
-    Example:
+    Examples:
         >>> parse_option("target=8"), parse_option("query=a cat"), parse_option("color=[1,0,0]")
         (('target', 8), ('query', 'a cat'), ('color', [1, 0, 0]))
     """

@@ -6,7 +6,7 @@ plugin built from them matches the reference pre-processing up to PIL's 8-bit ro
 
 All functions take and return ``(B, C, H, W)`` float tensors.
 
-Example:
+Examples:
     >>> import torch
     >>> x = torch.rand(2, 3, 512, 768)
     >>> clip_preprocess = lambda im: normalize(center_crop(resize_shortest_side(im, 224), 224), CLIP_MEAN, CLIP_STD)

@@ -1,6 +1,6 @@
 """Image grids and line charts as PNG files, with Pillow only (no plotting library needed).
 
-Example:
+Examples:
     >>> import torch
     >>> grid = make_grid(torch.rand(4, 3, 8, 8), ncol=2, row_labels=["a", "b"], col_labels=["x", "y"], scale=4)
     >>> grid.mode

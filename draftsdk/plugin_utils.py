@@ -8,7 +8,7 @@ Importing this module is cheap: torch (and transformers, for :func:`quiet_transf
 inside the functions that need it, so a plugin may import it at module level without loading torch
 when rewards are only listed.
 
-Example:
+Examples:
     >>> from draftsdk.plugin_utils import first_line, resolve_dtype
     >>> resolve_dtype("bf16", "myreward")
     torch.bfloat16
@@ -65,7 +65,7 @@ def resolve_dtype(dtype: Any, who: str) -> torch.dtype:
     ``"half"``, ``"bfloat16"``/``"bf16"``, case-insensitive, ``"torch."`` prefix allowed). Anything
     else raises a one-line ``ValueError`` that starts with ``who``.
 
-    Example:
+    Examples:
         >>> resolve_dtype("fp16", "myreward"), resolve_dtype(None, "myreward")
         (torch.float16, torch.float32)
         >>> resolve_dtype("int8", "myreward")
@@ -93,7 +93,7 @@ def resolve_device(device: Any, *, auto: bool = False) -> torch.device | None:
     ``None`` stays None (the reward follows the images' device), or with ``auto=True`` becomes CUDA
     when available, else the CPU.
 
-    Example:
+    Examples:
         >>> resolve_device("cpu"), resolve_device(None)
         (device(type='cpu'), None)
     """
@@ -107,7 +107,7 @@ def resolve_device(device: Any, *, auto: bool = False) -> torch.device | None:
 def local_path(spec: str | os.PathLike[str]) -> str | None:
     """The ``~``-expanded path when ``spec`` names something on disk, else None (then it is a hub id).
 
-    Example:
+    Examples:
         >>> local_path("/"), local_path("org/model-that-is-not-a-folder-here")
         ('/', None)
     """
@@ -120,7 +120,7 @@ def looks_like_path(spec: str | os.PathLike[str]) -> bool:
 
     A spec that does not exist on disk and does not look like a path is a hub id.
 
-    Example:
+    Examples:
         >>> looks_like_path("./model"), looks_like_path("~/model"), looks_like_path("org/model")
         (True, True, False)
     """
@@ -134,7 +134,7 @@ def resolve_source(spec: str | os.PathLike[str], *, who: str, what: str, option:
     A spec that only makes sense as a path (:func:`looks_like_path`) but does not exist raises a
     one-line ``FileNotFoundError`` naming the ``option`` to pass.
 
-    Example:
+    Examples:
         >>> resolve_source("org/model", who="myreward", what="model folder", option="path", example="/models/x")
         'org/model'
         >>> resolve_source("./missing", who="myreward", what="model folder", option="path", example="/models/x")
@@ -153,7 +153,7 @@ def hub_file(spec: str | os.PathLike[str], *, who: str, what: str, option: str, 
     Downloads on first use unless offline. Every failure is a one-line error that starts with ``who``
     and says what to pass as ``option`` (``example`` for a local file).
 
-    Example:
+    Examples:
         >>> hub_file("org/repo/head.pth", who="myreward", what="head file", option="head",
         ...          example="/models/head.pth")  # doctest: +SKIP
         '/home/me/.cache/huggingface/hub/models--org--repo/snapshots/.../head.pth'
@@ -195,7 +195,7 @@ def not_cached_error(
     The reasons in brackets are ``HF_HUB_OFFLINE=1 is set`` when offline and the type of ``exc``;
     raise it ``from None``.
 
-    Example:
+    Examples:
         >>> print(not_cached_error("myreward", "model", "org/model", option="path", example="/models/x",
         ...                        exc=OSError(), local="folder"))  # doctest: +NORMALIZE_WHITESPACE +ELLIPSIS
         myreward: cannot load model 'org/model': not a local folder and not in the Hugging Face cache (...OSError);
@@ -217,7 +217,7 @@ def first_line(exc: BaseException, limit: int = 200) -> str:
     Falls back to the exception's type name when the message is empty; for one-line error messages
     that quote a library's (often multi-line) error.
 
-    Example:
+    Examples:
         >>> first_line(ValueError("\\n  bad header\\nTraceback..."))
         'bad header'
         >>> first_line(KeyError()), first_line(OSError("x" * 300), limit=10)
@@ -244,7 +244,7 @@ def offline_hint() -> str:
 def quiet_transformers() -> Iterator[None]:
     """Silence transformers' load report and progress bars inside the block (restored afterwards).
 
-    Example:
+    Examples:
         >>> with quiet_transformers():  # doctest: +SKIP
         ...     model = CLIPModel.from_pretrained(path)
     """
@@ -270,7 +270,7 @@ def checkpoint_layers(layers: Iterable[torch.nn.Module]) -> None:
     even though no parameter requires grad). Under ``torch.no_grad()`` the layers run as before.
     Calling it twice on a layer wraps it once.
 
-    Example:
+    Examples:
         >>> checkpoint_layers(clip.vision_model.encoder.layers)  # doctest: +SKIP
     """
     import torch
@@ -294,7 +294,7 @@ def checkpoint_layers(layers: Iterable[torch.nn.Module]) -> None:
 def freeze(module: _ModuleT) -> _ModuleT:
     """Put ``module`` in eval mode with no parameter gradients; returns it.
 
-    Example:
+    Examples:
         >>> import torch
         >>> net = freeze(torch.nn.Linear(2, 1))
         >>> net.training, net.weight.requires_grad

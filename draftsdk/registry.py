@@ -140,7 +140,7 @@ def reward_table() -> _Table:
 def list_rewards() -> list[RewardInfo]:
     """All registered rewards, sorted by name. Loads no weights and imports no model code.
 
-    Example:
+    Examples:
         >>> import draftsdk
         >>> "brightness" in [r.name for r in draftsdk.list_rewards()]
         True
@@ -188,7 +188,7 @@ def reward_info(name: str) -> RewardInfo:
 def get_reward(name: str, **options: Any) -> Any:
     """Instantiate the reward registered as ``name`` with its options.
 
-    Example:
+    Examples:
         >>> import draftsdk, torch
         >>> reward = draftsdk.get_reward("brightness")
         >>> reward(torch.ones(2, 3, 8, 8), ["a", "b"]).tolist()

@@ -9,7 +9,7 @@ scheduler state: timesteps come from a private copy.
 With no gradient, ``eta=0`` and the same initial noise it reproduces
 ``StableDiffusionPipeline(..., output_type="pt")`` (tested to 1e-4 in float32).
 
-Example:
+Examples:
     >>> import torch, draftsdk
     >>> from draftsdk.testing import tiny_pipeline
     >>> pipe = tiny_pipeline()
@@ -57,7 +57,7 @@ def load_pipeline(model: str, *, device: str | torch.device = "cpu", dtype: torc
     missing model gives a one-line error that says how to pass a local folder. ``"draftsdk:digits"``
     names the small digits model shipped inside draftsdk (used by ``draftsdk demo``).
 
-    Example:
+    Examples:
         >>> import tempfile, draftsdk
         >>> from draftsdk.testing import save_tiny_pipeline
         >>> folder = save_tiny_pipeline(tempfile.mkdtemp() + "/pipe")

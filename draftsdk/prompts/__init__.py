@@ -5,7 +5,7 @@ Bundled sets:
 - ``simple-animals``: the 45 common animals of DDPO's and DRaFT's aesthetic experiments.
 - ``digits``: "a handwritten digit 0" ... "9", the prompts of the embedded digits model.
 
-Example:
+Examples:
     >>> from draftsdk.prompts import prompt_set
     >>> animals = prompt_set("simple-animals")
     >>> len(animals), animals[:3]
