@@ -2,8 +2,10 @@
 
 Layout: two 3x3 conv layers (16, 32 channels) with SiLU and 2x2 average pooling, then a 64-unit hidden
 layer: 38 k parameters. Smooth activations and average pooling give smooth input gradients, which is
-what a reward needs. Pretraining (``draftsdk.demo.pretrain``) fits it on the training split with random
-shifts of up to 2 px and weight decay, so it is accurate and not needlessly overconfident.
+what a reward needs. Pretraining (``draftsdk.demo.pretrain``) fits it on the training split with mixup,
+small random affine jitter and weight decay, so it is accurate (about 99 % held out) without being
+absurdly confident: log-probabilities of a wrong digit stay around -10, and images between two digits
+get intermediate probabilities, so the ``digit-target`` reward has useful gradients.
 Weights ship as ``weights/classifier.safetensors``.
 """
 

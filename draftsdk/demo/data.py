@@ -14,7 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-IMAGE_SIZE = 16
+from draftsdk.demo.model import IMAGE_SIZE
+
 HELD_OUT_FRACTION = 0.2
 SPLIT_SEED = 0
 
