@@ -74,6 +74,15 @@ def make_grid(
     return canvas
 
 
+def _nice_ticks(lo: float, hi: float, target: int = 5) -> list[float]:
+    """About ``target`` round tick values (1, 2 or 5 times a power of ten apart) inside [lo, hi]."""
+    raw = (hi - lo) / target
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
+    first = math.ceil(lo / step) * step
+    return [round(first + i * step, 10) for i in range(int((hi - first) / step) + 1)]
+
+
 def plot_lines(
     series: Mapping[str, tuple[Sequence[float], Sequence[float]]],
     *,
@@ -105,15 +114,14 @@ def plot_lines(
         return (ml + (x - x0) / (x1 - x0) * (width - ml - mr), mt + (y1 - y) / (y1 - y0) * (height - mt - mb))
 
     draw.rectangle([ml, mt, width - mr, height - mb], outline="black")
-    for i in range(5):
-        yv = y0 + (y1 - y0) * i / 4
+    for yv in _nice_ticks(y0, y1):
         _, yp = px(x0, yv)
         draw.line([ml - 4, yp, ml, yp], fill="black")
-        draw.text((4, yp - 6), f"{yv:.3g}", fill="black", font=font)
-        xv = x0 + (x1 - x0) * i / 4
+        draw.text((4, yp - 6), f"{yv:g}", fill="black", font=font)
+    for xv in _nice_ticks(x0, x1):
         xp, _ = px(xv, y0)
         draw.line([xp, height - mb, xp, height - mb + 4], fill="black")
-        draw.text((xp - 10, height - mb + 6), f"{xv:.4g}", fill="black", font=font)
+        draw.text((xp - 10, height - mb + 6), f"{xv:g}", fill="black", font=font)
     for j, (label, y) in enumerate((hlines or {}).items()):
         _, yp = px(x0, y)
         for xs in range(ml, width - mr, 12):

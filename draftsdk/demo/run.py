@@ -34,8 +34,8 @@ __all__ = ["run_demo", "DEMO_DEFAULTS"]
 MARKER = "summary.json"
 DEMO_DEFAULTS: dict[str, Any] = {
     "steps": 60,
-    "batch_size": 4,
-    "learning_rate": 3e-3,
+    "batch_size": 8,
+    "learning_rate": 1e-3,
     "lora_rank": 4,
     "eval_seeds": list(range(8)),
 }
@@ -96,7 +96,6 @@ def run_demo(
         batch_size=DEMO_DEFAULTS["batch_size"],
         learning_rate=DEMO_DEFAULTS["learning_rate"],
         lora_rank=DEMO_DEFAULTS["lora_rank"],
-        weight_decay=0.0,
         eval_prompts=[prompt],
         eval_seeds=DEMO_DEFAULTS["eval_seeds"],
         eval_every=10,
@@ -131,20 +130,20 @@ def run_demo(
         ncol=len(seeds),
         row_labels=["before", "after"],
         col_labels=[f"s{s}" for s in seeds],
-        title=f"{prompt!r} -> P(classified as {target}): {p_before.mean():.2f} before, {p_after.mean():.2f} after",
+        title=f"{prompt!r}: mean P(classified as {target}) {p_before.mean():.2f} before, {p_after.mean():.2f} after",
         scale=6,
     )
     save_png(grid, output / "before_after.png")
-    probs = make_grid(torch.stack(strip).flatten(0, 1), ncol=len(seeds), row_labels=["α=0", "α=0.5", "α=1"],
-                      col_labels=[f"s{s}" for s in seeds], title="LoRA scale α: base → fine-tuned", scale=6)
+    probs = make_grid(torch.stack(strip).flatten(0, 1), ncol=len(seeds), row_labels=["alpha=0", "alpha=0.5", "alpha=1"],
+                      col_labels=[f"s{s}" for s in seeds], title="LoRA scale alpha: 0 = base model, 1 = fine-tuned", scale=6)
     save_png(probs, output / "alpha_strip.png")
 
     train_steps = [h["step"] for h in result.history]
     eval_steps = [e["step"] for e in result.evals]
     chart = plot_lines(
         {
-            "train: mean P(target)": (train_steps, [math.exp(h["reward/mean"]) for h in result.history]),
-            "eval seeds: mean log P -> P": (eval_steps, [math.exp(e["eval/mean"]) for e in result.evals]),
+            "training batches: exp(mean log P)": (train_steps, [math.exp(h["reward/mean"]) for h in result.history]),
+            "fixed evaluation seeds: exp(mean log P)": (eval_steps, [math.exp(e["eval/mean"]) for e in result.evals]),
         },
         title=f"DRaFT ({config.variant}) on digit-target: prompt {digit}, target {target}",
         xlabel="training step",
@@ -159,6 +158,10 @@ def run_demo(
         "variant": config.variant,
         "steps": result.steps_done,
         "reward_queries": result.history[-1]["queries"] if result.history else 0,
+        "reward_before": result.evals[0]["eval/mean"] if result.evals else None,
+        "reward_after": result.evals[-1]["eval/mean"] if result.evals else None,
+        "diversity_before": result.evals[0].get("eval/diversity") if result.evals else None,
+        "diversity_after": result.evals[-1].get("eval/diversity") if result.evals else None,
         "target_probability_before": float(p_before.mean()),
         "target_probability_after": float(p_after.mean()),
         "per_seed_before": [round(x, 4) for x in p_before.tolist()],
@@ -179,7 +182,9 @@ def run_demo(
         summary["digit_likeness"] = "skipped: install scikit-learn"
     (output / MARKER).write_text(json.dumps(summary, indent=2), encoding="utf-8")
 
-    print(f"mean P(classified as {target}) on {len(seeds)} fixed seeds: "
+    print(f"reward (mean log P(classified as {target})) on {len(seeds)} fixed seeds: "
+          f"{summary['reward_before']:.3f} before -> {summary['reward_after']:.3f} after")
+    print(f"mean P(classified as {target}) on the same seeds: "
           f"{summary['target_probability_before']:.3f} before -> {summary['target_probability_after']:.3f} after")
     if "digit_likeness_after" in summary:
         like = summary["digit_likeness_after"]["pca_residual_ratio"], summary["digit_likeness_before"]["pca_residual_ratio"]
