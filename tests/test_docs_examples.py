@@ -71,6 +71,19 @@ def test_plugin_examples_are_left_to_their_plugins():
             assert path.name not in SCRIPTS
 
 
+def test_plugin_examples_are_run_by_their_plugin_tests():
+    """A script named after a reward plugin is skipped here, so its plugin's tests must run it
+    (benchmarks live in benchmarks/, not here)."""
+    for path in EXAMPLES.glob("*.py"):
+        prefix = next((p for p in runner.PLUGIN_PREFIXES if path.name.startswith(p)), None)
+        if prefix is None:
+            continue
+        tests = ROOT / "plugins" / f"draftsdk-{prefix.rstrip('_')}" / "tests"
+        assert any(path.name in t.read_text(encoding="utf-8") for t in tests.rglob("*.py")), (
+            f"{path.name} is run neither here nor by {tests.relative_to(ROOT)}"
+        )
+
+
 def test_every_file_in_examples_is_covered():
     """Nothing under docs/examples/ escapes the tests: scripts run, configs load, the plugin's
     tests are collected."""
