@@ -174,7 +174,7 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     if not args.no_save:
-        name = f"step_cost_{args.scale}_{args.device.split(':')[0]}"
+        name = f"step_cost_{args.scale}_{args.device.split(':')[0]}_T{args.steps}"
         path = write_result(name, {"settings": {k: v for k, v in vars(args).items() if k != "passthrough"},
                                    "timing": result, "memory": mem, "full_over_draft1_memory": ratio}, table)
         print(f"\nwrote {path}")
