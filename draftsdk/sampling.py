@@ -76,7 +76,9 @@ def load_pipeline(model: str, *, device: str | torch.device = "cpu", dtype: torc
     from diffusers.utils import logging as diffusers_logging
 
     verbosity = diffusers_logging.get_verbosity()
+    bars = diffusers_logging.is_progress_bar_enabled()
     diffusers_logging.set_verbosity_error()  # its hub-lookup warnings would bury our one-line error
+    diffusers_logging.disable_progress_bar()
     try:
         pipe = StableDiffusionPipeline.from_pretrained(model, **kwargs)
     except (OSError, ValueError) as exc:
@@ -89,6 +91,8 @@ def load_pipeline(model: str, *, device: str | torch.device = "cpu", dtype: torc
         ) from None
     finally:
         diffusers_logging.set_verbosity(verbosity)
+        if bars:
+            diffusers_logging.enable_progress_bar()
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 
