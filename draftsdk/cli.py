@@ -187,7 +187,7 @@ def _sample(args: argparse.Namespace) -> int:
                 lora.set_mix(pipe, {n: alpha * w for n, (_, w) in zip(names, specs)})
             columns.append(sampler.decode(sampler.denoise(noise, embeds), grad=False).float().cpu())
     grid_images = torch.stack(columns, dim=1).flatten(0, 1)
-    labels = [("mix " if len(names) > 1 else "α=") + f"{a:g}" for a in scales] if names else ["base"]
+    labels = [("mix x" if len(names) > 1 else "alpha=") + f"{a:g}" for a in scales] if names else ["base"]
     row_labels = [f"{p[:24]} / seed {s}" for p, s in rows]
     grid = make_grid(grid_images, ncol=len(scales), row_labels=row_labels, col_labels=labels,
                      scale=max(1, 128 // grid_images.shape[-1]))

@@ -305,8 +305,11 @@ def load_lora(
     name = adapter_name or lora.path.stem.replace(".", "_")
     if name in getattr(pipeline.unet, "peft_config", {}):
         raise LoraError(f"an adapter named {name!r} is already loaded; pass another adapter_name")
+    from .plugin_utils import quiet_diffusers, quiet_transformers
+
     source: Any = str(lora.path) if lora.path.suffix == ".safetensors" else lora.state_dict
-    pipeline.load_lora_weights(source, adapter_name=name)
+    with quiet_diffusers(), quiet_transformers():  # "no LoRA keys for the text encoder" is expected here
+        pipeline.load_lora_weights(source, adapter_name=name)
     scale(pipeline, name, weight)
     return name
 

@@ -38,6 +38,7 @@ __all__ = [
     "first_line",
     "hub_offline",
     "offline_hint",
+    "quiet_diffusers",
     "quiet_transformers",
     "checkpoint_layers",
     "freeze",
@@ -241,6 +242,20 @@ def offline_hint() -> str:
 
 
 @contextlib.contextmanager
+def _quiet(logging_module: Any) -> Iterator[None]:
+    verbosity = logging_module.get_verbosity()
+    bars = logging_module.is_progress_bar_enabled()
+    logging_module.set_verbosity_error()
+    logging_module.disable_progress_bar()
+    try:
+        yield
+    finally:
+        logging_module.set_verbosity(verbosity)
+        if bars:
+            logging_module.enable_progress_bar()
+
+
+@contextlib.contextmanager
 def quiet_transformers() -> Iterator[None]:
     """Silence transformers' load report and progress bars inside the block (restored afterwards).
 
@@ -250,16 +265,22 @@ def quiet_transformers() -> Iterator[None]:
     """
     from transformers.utils import logging as hf_logging
 
-    verbosity = hf_logging.get_verbosity()
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
+    with _quiet(hf_logging):
         yield
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
+
+
+@contextlib.contextmanager
+def quiet_diffusers() -> Iterator[None]:
+    """Silence diffusers' warnings and progress bars inside the block (restored afterwards).
+
+    Examples:
+        >>> with quiet_diffusers():  # doctest: +SKIP
+        ...     pipe = StableDiffusionPipeline.from_pretrained(path)
+    """
+    from diffusers.utils import logging as diffusers_logging
+
+    with _quiet(diffusers_logging):
+        yield
 
 
 def checkpoint_layers(layers: Iterable[torch.nn.Module]) -> None:

@@ -73,14 +73,11 @@ def load_pipeline(model: str, *, device: str | torch.device = "cpu", dtype: torc
     kwargs: dict[str, Any] = {"safety_checker": None, "requires_safety_checker": False}
     if dtype is not None:
         kwargs["torch_dtype"] = dtype
-    from diffusers.utils import logging as diffusers_logging
+    from .plugin_utils import quiet_diffusers, quiet_transformers
 
-    verbosity = diffusers_logging.get_verbosity()
-    bars = diffusers_logging.is_progress_bar_enabled()
-    diffusers_logging.set_verbosity_error()  # its hub-lookup warnings would bury our one-line error
-    diffusers_logging.disable_progress_bar()
     try:
-        pipe = StableDiffusionPipeline.from_pretrained(model, **kwargs)
+        with quiet_diffusers(), quiet_transformers():  # hub-lookup warnings would bury our one-line error
+            pipe = StableDiffusionPipeline.from_pretrained(model, **kwargs)
     except (OSError, ValueError) as exc:
         if Path(model).exists():
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -89,10 +86,6 @@ def load_pipeline(model: str, *, device: str | torch.device = "cpu", dtype: torc
             f"cannot load the pipeline {model!r}: it is not a local folder and not in the Hugging Face cache "
             "(offline or unknown id); pass a folder saved with save_pretrained, or download it with network access"
         ) from None
-    finally:
-        diffusers_logging.set_verbosity(verbosity)
-        if bars:
-            diffusers_logging.enable_progress_bar()
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 
