@@ -229,3 +229,31 @@ def test_overwrite_replaces_the_previous_runs_artifacts(pipe, tmp_path):
     steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines() if '"train"' in x]
     assert steps == [1]
     assert (run / "notes.txt").read_text() == "mine"  # only the run's own artifacts are replaced
+
+
+def test_gradient_accumulation_equals_one_big_batch(sd_path, tmp_path):
+    """Two accumulated rollouts of B give the gradient of one rollout of 2B with the same prompts and noise."""
+    noises = torch.randn(4, 4, 8, 8, generator=torch.Generator().manual_seed(5))
+    prompts = ["a cat", "a dog", "a fox", "a cow"]
+
+    def grads(batch, accum, out):
+        cfg = _cfg(tmp_path, variant="draft-k", k=2, batch_size=batch, grad_accum_steps=accum, output_dir=tmp_path / out,
+                   max_grad_norm=None)
+        trainer = Trainer(draftsdk.load_pipeline(str(sd_path)), "brightness", cfg)
+        for p in trainer.params:  # non-zero B so every LoRA tensor gets a gradient
+            p.data.normal_(0, 0.05, generator=torch.Generator().manual_seed(1))
+        chunks = iter([(prompts[i:i + batch], noises[i:i + batch]) for i in range(0, 4, batch)])
+        trainer.draw_batch = lambda _: next(chunks)
+        trainer.optimizer.step = lambda *a, **k: None  # keep the weights: compare the gradients
+        trainer.update(prompts)
+        return [p.grad.clone() for p in trainer.params]
+
+    for a, b in zip(grads(2, 2, "accum"), grads(4, 1, "big")):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_bf16_autocast_step_runs_on_cpu(pipe, tmp_path):
+    result = Trainer(pipe, "brightness", _cfg(tmp_path, variant="draft-k", k=1, steps=1, mixed_precision="bf16")).fit(["a"])
+    assert pipe.unet.dtype == torch.bfloat16
+    assert all(p.dtype == torch.float32 for p in draftsdk.lora.lora_parameters(pipe.unet))
+    assert result.history[0]["grad_norm"] > 0
