@@ -311,7 +311,7 @@ def test_public_api_is_documented():
     assert sorted(plugin_utils.__all__) == sorted(
         ["resolve_dtype", "resolve_device", "local_path", "looks_like_path", "resolve_source", "hub_file",
          "not_cached_error", "first_line", "hub_offline",
-         "offline_hint", "quiet_transformers", "checkpoint_layers", "freeze"]
+         "offline_hint", "quiet_transformers", "quiet_diffusers", "checkpoint_layers", "freeze"]
     )
     assert "reward-plugin authors" in plugin_utils.__doc__
     for name in plugin_utils.__all__:
