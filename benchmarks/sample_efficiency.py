@@ -18,6 +18,7 @@ and the median over all seeds is reported. The sweep is printed too.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 import sys
@@ -33,7 +34,6 @@ from common import RESULTS, write_result  # noqa: E402
 
 import draftsdk  # noqa: E402
 from draftsdk.demo import model as digits  # noqa: E402
-from draftsdk.images import plot_lines, save_png  # noqa: E402
 
 METHODS: dict[str, dict[str, Any]] = {
     "DRaFT-1": {"variant": "draft-k", "k": 1},
@@ -110,7 +110,17 @@ def main() -> None:
     parser.add_argument("--eval-seeds", type=int, default=16)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--no-save", action="store_true")
+    parser.add_argument("--report-only", action="store_true",
+                        help="rebuild the tables and the plot from results/sample_efficiency.json without training")
     args = parser.parse_args()
+    if args.report_only:
+        stored = json.loads((RESULTS / "sample_efficiency.json").read_text())
+        table = report(stored)
+        header = f"Command: `{stored['command']}`\n\nMachine: {json.dumps(stored['machine'], default=str)}\n\n"
+        (RESULTS / "sample_efficiency.md").write_text(header + table + "\n")
+        plot(stored, RESULTS / "sample_efficiency.png")
+        print(table)
+        return
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -130,27 +140,40 @@ def main() -> None:
             best = candidate if _better(candidate, best) else best
         runs += [best] + [run(method, seed, best["lr"], args) for seed in range(1, args.seeds)]
 
-    lines = [f"Target: geometric mean P(prompt-{args.digit} image read as {args.target_digit}) >= {args.target} "
-             f"on {args.eval_seeds} fixed evaluation seeds; median over {args.seeds} training seeds.\n",
+    data = {"settings": vars(args), "methods": methods, "runs": runs, "sweep": sweep}
+    table = report(data)
+    print(table)
+    if not args.no_save:
+        medians = {m: _median_or_none([r["queries_to_target"] for r in runs if r["method"] == m]) for m in methods}
+        path = write_result("sample_efficiency", {**data, "median_queries_to_target": medians}, table)
+        plot(data, RESULTS / "sample_efficiency.png")
+        print(f"\nwrote {path} and {RESULTS / 'sample_efficiency.png'}")
+
+
+def _median_or_none(values: list[Any]) -> float | None:
+    return None if None in values else statistics.median(values)
+
+
+def report(data: dict[str, Any]) -> str:
+    """The Markdown tables and ratios of a finished measurement (``data`` as stored in the JSON)."""
+    settings, methods, runs, sweep = data["settings"], data["methods"], data["runs"], data["sweep"]
+    lines = [f"Target: geometric mean P(prompt-{settings['digit']} image read as {settings['target_digit']}) >= "
+             f"{settings['target']} on {settings['eval_seeds']} fixed evaluation seeds; median over "
+             f"{settings['seeds']} training seeds, each method at its best learning rate of the sweep.\n",
              "| method | lr | queries to target (median) | per seed | rollouts to target (median) | final P(target) (median) | queries run | s/run |",
              "|---|---|---|---|---|---|---|---|"]
     medians: dict[str, float | None] = {}
-    series = {}
     for method in methods:
         mine = [r for r in runs if r["method"] == method]
         reached = [r["queries_to_target"] for r in mine]
-        done = [q for q in reached if q is not None]
-        medians[method] = statistics.median(reached) if len(done) == len(reached) else None
+        medians[method] = _median_or_none(reached)
         per_seed = ", ".join("—" if q is None else str(q) for q in reached)
         final = statistics.median(r["curve"][-1][1] for r in mine)
-        shown = f"{medians[method]:g}" if medians[method] is not None else f"not reached (> {max(r['queries_total'] for r in mine)})"
-        rollouts = [r["rollouts_to_target"] for r in mine]
-        rollouts_shown = f"{statistics.median(rollouts):g}" if None not in rollouts else "—"
-        lines.append(f"| {method} | {mine[0]['lr']:g} | {shown} | {per_seed} | {rollouts_shown} | {final:.3f} | "
-                     f"{mine[0]['queries_total']} | {statistics.median(r['seconds'] for r in mine):.0f} |")
-        xs = [q for q, _, _ in mine[0]["curve"]]
-        ys = [statistics.median(r["curve"][i][1] for r in mine) for i in range(len(xs))]
-        series[method] = (xs, ys)
+        most = max(r["queries_total"] for r in mine)
+        shown = f"{medians[method]:g}" if medians[method] is not None else f"not reached (> {most})"
+        rollouts = _median_or_none([r["rollouts_to_target"] for r in mine])
+        lines.append(f"| {method} | {mine[0]['lr']:g} | {shown} | {per_seed} | {'—' if rollouts is None else f'{rollouts:g}'} | "
+                     f"{final:.3f} | {mine[0]['queries_total']} | {statistics.median(r['seconds'] for r in mine):.0f} |")
     ratios = []
     one, lv, ddpo = medians.get("DRaFT-1"), medians.get("DRaFT-LV (n=2)"), medians.get("DDPO")
     if one and lv:
@@ -160,20 +183,45 @@ def main() -> None:
     elif one and "DDPO" in methods:
         most = max(r["queries_total"] for r in runs if r["method"] == "DDPO")
         ratios.append(f"DDPO did not reach the target within {most} queries: DDPO / DRaFT-1 > {most / one:.1f}x")
-    sweep_lines = ["", "Learning-rate sweep (training seed 0):", "", "| method | lr | queries to target | final P(target) |",
-                   "|---|---|---|---|"]
-    sweep_lines += [f"| {r['method']} | {r['lr']:g} | {r['queries_to_target'] if r['queries_to_target'] is not None else '—'} | "
-                    f"{r['final_p']:.3f} |" for r in sweep]
-    table = "\n".join(lines + [""] + ratios + sweep_lines)
-    print(table)
-    if not args.no_save:
-        chart = plot_lines(series, title=f"digits world: P(read as {args.target_digit}) vs reward queries (median of {args.seeds} seeds)",
-                           xlabel="reward queries (images scored in training)", ylabel="geometric mean P(target)",
-                           hlines={f"target {args.target}": args.target}, size=(760, 460))
-        save_png(chart, RESULTS / "sample_efficiency.png")
-        path = write_result("sample_efficiency", {"settings": vars(args), "methods": methods, "runs": runs, "sweep": sweep,
-                                                  "median_queries_to_target": medians}, table)
-        print(f"\nwrote {path} and {RESULTS / 'sample_efficiency.png'}")
+    lrs = sorted({r["lr"] for r in sweep})
+    sweep_lines = ["", "Learning-rate sweep (training seed 0): queries to target (final P(target)) at each rate:", "",
+                   "| method | " + " | ".join(f"lr {lr:g}" for lr in lrs) + " |", "|---|" + "---|" * len(lrs)]
+    for method in methods:
+        cells = []
+        for lr in lrs:
+            hit = next((r for r in sweep if r["method"] == method and r["lr"] == lr), None)
+            cells.append("" if hit is None else
+                         f"{hit['queries_to_target'] if hit['queries_to_target'] is not None else '—'} ({hit['final_p']:.2f})")
+        sweep_lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines + [""] + ratios + sweep_lines)
+
+
+def plot(data: dict[str, Any], path: Path) -> None:
+    """Median P(target) against reward queries per method (log scale: DDPO needs far more queries)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    settings = data["settings"]
+    fig, ax = plt.subplots(figsize=(8, 4.6), dpi=110)
+    for method in data["methods"]:
+        mine = [r for r in data["runs"] if r["method"] == method]
+        points = [(q, statistics.median(r["curve"][i][1] for r in mine)) for i, (q, _, _) in enumerate(mine[0]["curve"])]
+        points = [(max(q, 1), p) for q, p in points]  # the untrained evaluation sits at 1 on the log axis
+        ax.plot(*zip(*points), marker="o", markersize=2.5, linewidth=1.5,
+                label=f"{method} (lr {mine[0]['lr']:g})", linestyle="--" if method == "DDPO" else "-")
+    ax.axhline(settings["target"], color="grey", linestyle=":", linewidth=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("reward queries (images scored in training; untrained model at 1)")
+    ax.set_ylabel(f"geometric mean P(read as {settings['target_digit']})")
+    ax.set_title(f"digits world: median of {settings['seeds']} training seeds, {settings['eval_seeds']} evaluation seeds")
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
