@@ -3,6 +3,7 @@
 - ``check_reward``: the [check_reward][draftsdk.testing.check_reward] function.
 - ``tiny_sd_path``: a session-wide folder holding a saved tiny random-weight Stable Diffusion
   pipeline, loadable with ``StableDiffusionPipeline.from_pretrained``.
+- ``smooth_image``: the [smooth_image][draftsdk.testing.smooth_image] function.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from .testing import check_reward, save_tiny_pipeline
+from .testing import check_reward, save_tiny_pipeline, smooth_image
 
 
 @pytest.fixture(name="check_reward")
@@ -25,3 +26,9 @@ def _check_reward_fixture() -> Any:
 def tiny_sd_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder with a saved tiny random-weight Stable Diffusion pipeline (built once per session)."""
     return save_tiny_pipeline(tmp_path_factory.mktemp("tiny-sd") / "pipeline")
+
+
+@pytest.fixture(name="smooth_image")
+def _smooth_image_fixture() -> Any:
+    """The [smooth_image][draftsdk.testing.smooth_image] function, as a fixture."""
+    return smooth_image

@@ -4,9 +4,11 @@
   values, gradient to the pixels, determinism and batch independence.
 - [tiny_pipeline][draftsdk.testing.tiny_pipeline] builds a random-weight Stable-Diffusion-shaped
   pipeline from configs in a fraction of a second, for offline tests of code that needs one.
+- [smooth_image][draftsdk.testing.smooth_image] makes a photo-like test image as both a PIL image
+  and the matching tensor, for parity tests against a reference's PIL preprocessing.
 
 Installing draftsdk also registers a pytest plugin ([draftsdk.pytest_plugin][]) with the fixtures
-``check_reward`` and ``tiny_sd_path``.
+``check_reward``, ``tiny_sd_path`` and ``smooth_image``.
 
 Examples:
     >>> from draftsdk.testing import check_reward
@@ -26,7 +28,7 @@ from typing import Any
 
 from .errors import RewardContractError
 
-__all__ = ["check_reward", "tiny_clip_tokenizer", "tiny_pipeline", "save_tiny_pipeline"]
+__all__ = ["check_reward", "tiny_clip_tokenizer", "tiny_pipeline", "save_tiny_pipeline", "smooth_image"]
 
 
 def _fail(reward: Any, problem: str) -> RewardContractError:
@@ -224,3 +226,35 @@ def save_tiny_pipeline(path: str | os.PathLike[str], **kwargs: Any) -> Path:
     path = Path(path)
     tiny_pipeline(**kwargs).save_pretrained(path)
     return path
+
+
+def smooth_image(height: int, width: int, seed: int = 0) -> tuple[Any, Any]:
+    """A photo-like RGB test image: ``(PIL image, float tensor (1, 3, height, width) in [0, 1])``.
+
+    Both hold the same uint8 pixels. The picture is a low-frequency colour field (a 6x6 grid upsampled
+    bicubically) plus two milder textures (16 px and 3 px blobs): realistic enough that 8-bit rounding
+    in PIL, not aliasing of pure noise, is what separates two preprocessing pipelines, yet fine
+    enough that a resize without antialiasing shows.
+
+    Examples:
+        >>> pil, tensor = smooth_image(48, 64, seed=1)
+        >>> pil.size, tuple(tensor.shape)
+        ((64, 48), (1, 3, 48, 64))
+        >>> round(float(tensor[0, 0, 0, 0]) * 255) == pil.getpixel((0, 0))[0]
+        True
+    """
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from PIL import Image
+
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(1, 3, 6, 6, generator=g)
+    field = F.interpolate(coarse, size=(height, width), mode="bicubic", align_corners=False)
+    detail = F.interpolate(torch.rand(1, 3, height // 16 + 1, width // 16 + 1, generator=g), size=(height, width), mode="bilinear")
+    fine = F.interpolate(torch.rand(1, 3, height // 3 + 1, width // 3 + 1, generator=g), size=(height, width), mode="bilinear")
+    img = (0.6 * field + 0.2 * detail + 0.2 * fine).clamp(0, 1)
+    array = (img[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    pil = Image.fromarray(array, mode="RGB")
+    tensor = torch.from_numpy(array).permute(2, 0, 1).float().div(255).unsqueeze(0)
+    return pil, tensor

@@ -46,3 +46,33 @@ def test_check_reward_failures(fn, problem):
 
 def test_fixture_from_pytest_plugin(check_reward):
     assert check_reward(Brightness())["scores"]
+
+
+def test_smooth_image_pil_and_tensor_hold_the_same_pixels():
+    import numpy as np
+
+    from draftsdk.testing import smooth_image
+
+    pil, tensor = smooth_image(40, 56, seed=3)
+    assert pil.mode == "RGB" and pil.size == (56, 40)
+    assert tensor.shape == (1, 3, 40, 56) and tensor.dtype == torch.float32
+    assert torch.equal(torch.from_numpy(np.array(pil)).permute(2, 0, 1).float().div(255), tensor[0])
+    again = smooth_image(40, 56, seed=3)[1]
+    assert torch.equal(again, tensor)
+    assert not torch.equal(smooth_image(40, 56, seed=4)[1], tensor)
+    assert 0.05 < float(tensor.std()) < 0.5  # a picture, neither flat nor saturated noise
+
+
+def test_testing_docstring_examples_run():
+    import doctest
+
+    import draftsdk.testing
+
+    result = doctest.testmod(draftsdk.testing, verbose=False)
+    assert result.failed == 0 and result.attempted >= 4
+
+
+def test_pytest_plugin_provides_smooth_image(smooth_image):
+    from draftsdk.testing import smooth_image as function
+
+    assert smooth_image is function

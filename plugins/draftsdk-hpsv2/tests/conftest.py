@@ -54,36 +54,6 @@ def hps_builder():
     return build_tiny_hps
 
 
-def make_smooth_image(h: int, w: int, seed: int = 0):
-    """``(PIL RGB image, float tensor (1, 3, h, w) in [0, 1] holding the same uint8 pixels)``.
-
-    Low-frequency random colour fields (a 6x6 grid upsampled bicubically) plus two milder textures
-    (16 px and 3 px blobs): realistic enough that PIL's 8-bit rounding, not aliasing of pure noise,
-    is what separates the pipelines, yet fine enough that a resize without antialias shows.
-    """
-    import numpy as np
-    import torch
-    import torch.nn.functional as F
-    from PIL import Image
-
-    g = torch.Generator().manual_seed(seed)
-    coarse = torch.rand(1, 3, 6, 6, generator=g)
-    field = F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=False)
-    detail = F.interpolate(torch.rand(1, 3, h // 16 + 1, w // 16 + 1, generator=g), size=(h, w), mode="bilinear")
-    fine = F.interpolate(torch.rand(1, 3, h // 3 + 1, w // 3 + 1, generator=g), size=(h, w), mode="bilinear")
-    img = (0.6 * field + 0.2 * detail + 0.2 * fine).clamp(0, 1)
-    array = (img[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    pil = Image.fromarray(array, mode="RGB")
-    tensor = torch.from_numpy(array).permute(2, 0, 1).float().div(255).unsqueeze(0)
-    return pil, tensor
-
-
-@pytest.fixture(scope="session")
-def smooth_image():
-    """The ``make_smooth_image(h, w, seed)`` helper."""
-    return make_smooth_image
-
-
 @pytest.fixture(autouse=True, scope="module")
 def _one_torch_thread():
     """One torch thread while these tests run (restored afterwards): the models are tiny, and on a busy
