@@ -231,6 +231,7 @@ def test_overwrite_replaces_the_previous_runs_artifacts(pipe, tmp_path):
     assert (run / "notes.txt").read_text() == "mine"  # only the run's own artifacts are replaced
 
 
+@pytest.mark.filterwarnings("ignore:Seems like `optimizer.step\\(\\)` has been overridden")
 def test_gradient_accumulation_equals_one_big_batch(sd_path, tmp_path):
     """Two accumulated rollouts of B give the gradient of one rollout of 2B with the same prompts and noise."""
     noises = torch.randn(4, 4, 8, 8, generator=torch.Generator().manual_seed(5))
