@@ -79,6 +79,16 @@ class DistContext:
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return bool(t.item() > 0)
 
+    def gather(self, obj: object) -> list[object]:
+        """Every process's ``obj``, in rank order, on every process (``[obj]`` in one process)."""
+        if not self.active:
+            return [obj]
+        import torch.distributed as dist
+
+        gathered: list[object] = [None] * self.world_size
+        dist.all_gather_object(gathered, obj)
+        return gathered
+
     def barrier(self) -> None:
         if self.active:
             import torch.distributed as dist

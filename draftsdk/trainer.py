@@ -353,16 +353,18 @@ class Trainer:
         return record
 
     # -- checkpoints ------------------------------------------------------------------------------
-    def _state(self, step: int) -> dict[str, Any]:
+    def _random_state(self) -> dict[str, Any]:
+        """This process's random streams: prompts/K, initial noise, torch's global generator."""
         version, internal, gauss = self.rng.getstate()
+        return {"python": [version, list(internal), gauss], "noise": self.noise_gen.get_state(), "torch": torch.get_rng_state()}
+
+    def _state(self, step: int, random_states: list[Any]) -> dict[str, Any]:
         return {
             "step": step,
             "optimizer": self.optimizer.state_dict(),
             "lr_scheduler": self.lr_scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
-            "rng_python": [version, list(internal), gauss],
-            "rng_noise": self.noise_gen.get_state(),
-            "rng_torch": torch.get_rng_state(),
+            "random_states": random_states,  # one per rank: each resumes its own streams
             "counters": {"queries": self.queries, "skipped": self.skipped, "world_size": self.dist.world_size},
             "ddpo_stats": self.ddpo_stats.state_dict() if hasattr(self, "ddpo_stats") else {},
         }
@@ -380,10 +382,11 @@ class Trainer:
     def save_checkpoint(self, step: int) -> Path | None:
         """Write checkpoint ``step`` (rank 0 only; other ranks wait)."""
         path = None
+        random_states = self.dist.gather(self._random_state())  # every rank takes part
         if self.dist.is_main:
             meta = {"step": step, "config": self.config.to_json_dict(), "reward": self.objective.spec(), "model": self.model_name}
             path = save_checkpoint(
-                self.run_dir, step, lambda p: self._save_lora(p, step), self._state(step), meta, self.config.keep_checkpoints
+                self.run_dir, step, lambda p: self._save_lora(p, step), self._state(step, random_states), meta, self.config.keep_checkpoints
             )
         self.dist.barrier()
         return path
@@ -402,12 +405,14 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         saved_world = state["counters"].get("world_size", 1)
         if saved_world == self.dist.world_size:
-            version, internal, gauss = state["rng_python"]
+            mine = state["random_states"][self.dist.rank]
+            version, internal, gauss = mine["python"]
             self.rng.setstate((version, tuple(internal), gauss))
-            self.noise_gen.set_state(state["rng_noise"])
+            self.noise_gen.set_state(mine["noise"])
+            torch.set_rng_state(mine["torch"])
         else:  # another process count: fresh per-rank streams, offset by the step so they do not repeat
             self.rng, self.noise_gen = rank_streams(self.config.seed, self.dist.rank, offset=int(state["step"]))
-        torch.set_rng_state(state["rng_torch"])
+            torch.set_rng_state(state["random_states"][0]["torch"])
         if state.get("ddpo_stats"):
             from .ddpo import PerPromptStats
 

@@ -79,6 +79,34 @@ def test_two_processes_equal_one_process_on_the_union_of_their_batches(sd_path, 
     assert moved > 1e-3
 
 
+def test_two_processes_resume_where_they_stopped(sd_path, tmp_path):
+    """``torchrun -m draftsdk train``: 1 step + resume to 2 equals 2 steps straight, on every rank's streams."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE.parent)}
+
+    def torchrun(config: Path, *overrides: str) -> None:
+        out = subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+             "-m", "draftsdk", "train", str(config), *[a for o in overrides for a in ("--set", o)]],
+            capture_output=True, text=True, env=env, timeout=300,
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+
+    straight = _write_config(tmp_path / "straight.json", sd_path, tmp_path / "straight", steps=2, save_every=1)
+    torchrun(straight)
+    stopped = _write_config(tmp_path / "stopped.json", sd_path, tmp_path / "stopped", steps=1, save_every=1)
+    torchrun(stopped)
+    state, _ = load_checkpoint_state(latest_checkpoint(tmp_path / "stopped"))
+    assert len(state["random_states"]) == 2  # rank 0 stored both ranks' streams
+    assert not torch.equal(state["random_states"][0]["noise"], state["random_states"][1]["noise"])
+    torchrun(stopped, "resume=true", "steps=2")
+
+    a = draftsdk.lora.read_lora(tmp_path / "stopped" / "lora.safetensors").state_dict
+    b = draftsdk.lora.read_lora(tmp_path / "straight" / "lora.safetensors").state_dict
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    lines = [json.loads(x) for x in (tmp_path / "stopped" / "metrics.jsonl").read_text().splitlines() if '"train"' in x]
+    assert [x["step"] for x in lines] == [1, 2] and lines[-1]["queries"] == 2 * 2 * 2  # 2 steps x 2 ranks x batch 2
+
+
 def test_kill_during_checkpoint_write_then_resume(sd_path, tmp_path):
     run = tmp_path / "run"
     config = _write_config(tmp_path / "kill.json", sd_path, run, steps=4, save_every=1)
