@@ -116,6 +116,10 @@ def build_pickscore(size: str, folder: Path) -> dict[str, Any]:
 
 def build_owlvit(size: str, folder: Path) -> dict[str, Any]:
     """``tiny``: the 0.1 M-parameter test detector (64 px); ``full``: OWL-ViT B/32 (768 px); ``owlv2``: OWLv2 B/16 (960 px)."""
+    if size == "tiny":
+        from draftsdk_owlvit.testing import save_tiny_detector
+
+        return {"path": str(save_tiny_detector(folder / "model")), "query": "a strawberry", "device": "cpu"}
     import torch
     from transformers import (
         OwlViTConfig,
@@ -131,24 +135,13 @@ def build_owlvit(size: str, folder: Path) -> dict[str, Any]:
     from draftsdk.testing import tiny_clip_tokenizer
 
     torch.manual_seed(0)
-    if size == "tiny":
-        tok = tiny_clip_tokenizer(1000, model_max_length=16)
-        text = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                    num_attention_heads=4, max_position_embeddings=16, bos_token_id=tok.bos_token_id,
-                    eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-        vision = dict(image_size=64, patch_size=16, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4)
-        model = OwlViTForObjectDetection(OwlViTConfig(text_config=text, vision_config=vision, projection_dim=32))
-        px = {"height": 64, "width": 64}
-        proc = OwlViTProcessor(image_processor=OwlViTImageProcessor(size=px, crop_size=px), tokenizer=tok)
+    tok = tiny_clip_tokenizer(49408, model_max_length=16)  # the full CLIP BPE vocabulary, offline
+    if size == "full":
+        model = OwlViTForObjectDetection(OwlViTConfig())  # defaults = google/owlvit-base-patch32
+        proc = OwlViTProcessor(image_processor=OwlViTImageProcessor(), tokenizer=tok)
     else:
-        tok = tiny_clip_tokenizer(49408, model_max_length=16)  # the full CLIP BPE vocabulary, offline
-        if size == "full":
-            model = OwlViTForObjectDetection(OwlViTConfig())  # defaults = google/owlvit-base-patch32
-            proc = OwlViTProcessor(image_processor=OwlViTImageProcessor(), tokenizer=tok)
-        else:
-            model = Owlv2ForObjectDetection(Owlv2Config())  # defaults = google/owlv2-base-patch16
-            proc = Owlv2Processor(image_processor=Owlv2ImageProcessor(), tokenizer=tok)
+        model = Owlv2ForObjectDetection(Owlv2Config())  # defaults = google/owlv2-base-patch16
+        proc = Owlv2Processor(image_processor=Owlv2ImageProcessor(), tokenizer=tok)
     model.save_pretrained(folder / "model")
     proc.save_pretrained(folder / "model")
     return {"path": str(folder / "model"), "query": "a strawberry", "device": "cpu"}
