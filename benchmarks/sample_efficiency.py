@@ -144,14 +144,18 @@ def main() -> None:
     table = report(data)
     print(table)
     if not args.no_save:
-        medians = {m: _median_or_none([r["queries_to_target"] for r in runs if r["method"] == m]) for m in methods}
-        path = write_result("sample_efficiency", {**data, "median_queries_to_target": medians}, table)
+        path = write_result("sample_efficiency", {**data, "median_queries_to_target": median_queries(data)}, table)
         plot(data, RESULTS / "sample_efficiency.png")
         print(f"\nwrote {path} and {RESULTS / 'sample_efficiency.png'}")
 
 
 def _median_or_none(values: list[Any]) -> float | None:
     return None if None in values else statistics.median(values)
+
+
+def median_queries(data: dict[str, Any]) -> dict[str, float | None]:
+    """Per method: the median queries to target over the training seeds (None if a seed missed it)."""
+    return {m: _median_or_none([r["queries_to_target"] for r in data["runs"] if r["method"] == m]) for m in data["methods"]}
 
 
 def report(data: dict[str, Any]) -> str:
@@ -162,12 +166,10 @@ def report(data: dict[str, Any]) -> str:
              f"{settings['seeds']} training seeds, each method at its best learning rate of the sweep.\n",
              "| method | lr | queries to target (median) | per seed | rollouts to target (median) | final P(target) (median) | queries run | s/run |",
              "|---|---|---|---|---|---|---|---|"]
-    medians: dict[str, float | None] = {}
+    medians = median_queries(data)
     for method in methods:
         mine = [r for r in runs if r["method"] == method]
-        reached = [r["queries_to_target"] for r in mine]
-        medians[method] = _median_or_none(reached)
-        per_seed = ", ".join("—" if q is None else str(q) for q in reached)
+        per_seed = ", ".join("—" if r["queries_to_target"] is None else str(r["queries_to_target"]) for r in mine)
         final = statistics.median(r["curve"][-1][1] for r in mine)
         most = max(r["queries_total"] for r in mine)
         shown = f"{medians[method]:g}" if medians[method] is not None else f"not reached (> {most})"
