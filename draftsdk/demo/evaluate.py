@@ -98,20 +98,6 @@ def sample_digits(
     return torch.cat(images), labels
 
 
-def save_grid(images: torch.Tensor, path: Path, columns: int) -> None:
-    """Save images as a PNG grid, ``columns`` per row, upscaled 4x with nearest neighbour."""
-    from PIL import Image
-
-    n, _, h, w = images.shape
-    rows = -(-n // columns)
-    canvas = torch.ones(3, rows * (h + 2), columns * (w + 2))
-    for i, img in enumerate(images.clamp(0, 1)):
-        r, c = divmod(i, columns)
-        canvas[:, r * (h + 2) + 1 : r * (h + 2) + 1 + h, c * (w + 2) + 1 : c * (w + 2) + 1 + w] = img
-    pixels = (canvas.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    Image.fromarray(pixels).resize((pixels.shape[1] * 4, pixels.shape[0] * 4), Image.NEAREST).save(path)
-
-
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point: sample, judge and print a report."""
     parser = argparse.ArgumentParser(prog="python -m draftsdk.demo.evaluate", description=__doc__.split("\n")[0])
@@ -145,7 +131,9 @@ def main(argv: list[str] | None = None) -> None:
     for key, value in judge.likeness(images).items():
         print(f"{key}: {value:.3f}  (held-out real digits = 1.000)")
     if args.grid is not None:
-        save_grid(images, args.grid, columns=args.n_per_digit)
+        from draftsdk.images import make_grid, save_png
+
+        save_png(make_grid(images, args.n_per_digit, row_labels=[str(d) for d in range(10)], scale=4), args.grid)
         print(f"wrote {args.grid}")
 
 
