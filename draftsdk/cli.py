@@ -180,12 +180,12 @@ def _sample(args: argparse.Namespace) -> int:
     rows = [(p, s) for p in args.prompt for s in seeds]
     columns = []
     with torch.no_grad():
-        embeds = sampler.encode([p for p, _ in rows])
+        cond = sampler.encode([p for p, _ in rows])
         noise = torch.cat([sampler.initial_noise(1, torch.Generator().manual_seed(s)) for _, s in rows])
         for alpha in scales:
             if names:
                 lora.set_mix(pipe, {n: alpha * w for n, (_, w) in zip(names, specs)})
-            columns.append(sampler.decode(sampler.denoise(noise, embeds), grad=False).float().cpu())
+            columns.append(sampler.decode(sampler.denoise(noise, cond), grad=False).float().cpu())
     grid_images = torch.stack(columns, dim=1).flatten(0, 1)
     labels = [("mix x" if len(names) > 1 else "alpha=") + f"{a:g}" for a in scales] if names else ["base"]
     row_labels = [f"{p[:24]} / seed {s}" for p, s in rows]
@@ -256,8 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt", action="append", required=True, help="prompt (repeatable: one row group each)")
     p.add_argument("--seeds", default="0", help="comma-separated seeds, one row each (default: 0)")
     p.add_argument("--scales", default="1", help="comma-separated LoRA scales, one column each (default: 1)")
-    p.add_argument("--steps", type=int, default=50, help="DDIM steps (default: 50)")
-    p.add_argument("--guidance", type=float, default=7.5, help="guidance scale (default: 7.5)")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model family's, 50 for SD)")
+    p.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the model family's, 7.5 for SD)")
     p.add_argument("--height", type=int, default=None, help="image height (default: the model's)")
     p.add_argument("--width", type=int, default=None, help="image width (default: the model's)")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")

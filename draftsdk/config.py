@@ -33,10 +33,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["TrainConfig", "ConfigError", "VARIANTS", "apply_overrides", "format_validation_error"]
-
-VARIANTS = ("draft", "draft-k", "draft-random-k", "draft-lv", "refl", "ddpo")
-Variant = Literal["draft", "draft-k", "draft-random-k", "draft-lv", "refl", "ddpo"]
+__all__ = ["TrainConfig", "ConfigError", "apply_overrides", "format_validation_error"]
 
 
 class ConfigError(DraftError, ValueError):
@@ -67,6 +64,7 @@ class TrainConfig(BaseModel):
 
     # what to train
     model: str | None = Field(None, description="Base pipeline: a local folder or a hub id (`draftsdk train`).")
+    family: str | None = Field(None, description="Model family (sd, sdxl, ...); default: detected from the pipeline.")
     rewards: dict[str, Any] | None = Field(
         None, description="Objective for `draftsdk train`: {name: weight} or {name: {weight, options, offset, scale}}."
     )
@@ -76,18 +74,19 @@ class TrainConfig(BaseModel):
     negative_prompt: str | None = Field(None, description="Negative prompt for classifier-free guidance.")
 
     # the algorithm
-    variant: Variant = Field("draft-lv", description="draft | draft-k | draft-random-k | draft-lv | refl | ddpo.")
+    variant: str = Field("draft-lv", description="draft | draft-k | draft-random-k | draft-lv | refl | ddpo, or a plugin's.")
+    variant_options: dict[str, Any] = Field({}, description="Options of a plugin variant (built-in ones are fields here).")
     k: int = Field(1, ge=1, description="Steps with gradient for draft-k (DRaFT-K).")
-    k_range: tuple[int, int] = Field((1, 50), description="Inclusive range K is drawn from, once per rollout (draft-random-k).")
-    lv_copies: int = Field(2, ge=1, description="Re-noised copies of the final latent for draft-lv (n).")
+    k_range: tuple[int, int] | None = Field(None, description="Inclusive range K is drawn from, once per rollout (draft-random-k; default 1..T).")
+    lv_copies: int = Field(2, ge=1, le=64, description="Re-noised copies of the final latent for draft-lv (n).")
     refl_last_steps: int = Field(10, ge=1, description="ReFL stops at a random step among the last m steps.")
     kl_weight: float = Field(
         0.0, ge=0.0, description="Guard against reward hacking: weight of ||eps_lora - eps_base||^2 on the steps with gradient."
     )
 
     # sampling
-    num_inference_steps: int = Field(50, ge=1, le=1000, description="DDIM steps T.")
-    guidance_scale: float = Field(7.5, ge=0.0, description="Classifier-free guidance scale (<= 1 disables it).")
+    num_inference_steps: int | None = Field(None, ge=1, le=1000, description="Sampling steps T (default: the family's, 50 for SD).")
+    guidance_scale: float | None = Field(None, ge=0.0, description="Guidance scale (default: the family's, 7.5 for SD; <= 1 disables CFG).")
     eta: float = Field(0.0, ge=0.0, le=1.0, description="DDIM eta (0 = deterministic).")
     height: int | None = Field(None, ge=8, description="Image height (default: the model's).")
     width: int | None = Field(None, ge=8, description="Image width (default: the model's).")
@@ -95,7 +94,9 @@ class TrainConfig(BaseModel):
     # LoRA
     lora_rank: int = Field(8, ge=1, description="LoRA rank (paper: 8; 32 for HPSv2).")
     lora_alpha: float | None = Field(None, gt=0, description="LoRA alpha (default: the rank, i.e. scale 1).")
-    lora_targets: list[str] = Field(["to_q", "to_k", "to_v", "to_out.0"], min_length=1, description="UNet modules to adapt.")
+    lora_targets: list[str] | None = Field(
+        None, min_length=1, description="Denoiser modules to adapt (default: the family's, attention projections for SD)."
+    )
 
     # optimisation
     steps: int = Field(2000, ge=1, description="Optimizer updates.")
@@ -144,39 +145,62 @@ class TrainConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
-        T = self.num_inference_steps
-        if self.variant == "draft-k" and self.k > T:
-            raise ValueError(f"k: k={self.k} is larger than num_inference_steps={T}; use k <= num_inference_steps")
-        lo, hi = self.k_range
-        if self.variant == "draft-random-k" and not 1 <= lo <= hi <= T:
-            raise ValueError(f"k_range: {list(self.k_range)} must satisfy 1 <= low <= high <= num_inference_steps={T}")
-        if self.variant == "refl" and self.refl_last_steps > T:
-            raise ValueError(f"refl_last_steps: {self.refl_last_steps} exceeds num_inference_steps={T}")
-        if self.negative_prompt and self.guidance_scale <= 1.0:
+        variant = self.variant_class()
+        self.build_variant(self.num_inference_steps)  # the variant validates its own options
+        guidance = self.guidance_scale
+        if self.negative_prompt and guidance is not None and guidance <= 1.0:
             raise ValueError(
-                f"guidance_scale: a negative_prompt needs guidance_scale > 1 (got {self.guidance_scale}); raise it or drop the negative prompt"
+                f"guidance_scale: a negative_prompt needs guidance_scale > 1 (got {guidance}); raise it or drop the negative prompt"
             )
         if self.prompts is not None and not [p for p in self.prompts if p.strip()]:
             raise ValueError("prompts: the list is empty; give at least one prompt, a prompt_file or a prompt_set")
-        if self.variant == "ddpo" and self.eta == 0.0:
-            raise ValueError("eta: ddpo needs a stochastic sampler; set eta > 0 (DDPO uses 1.0)")
+        if getattr(variant, "needs_stochastic_sampler", False) and self.eta == 0.0:
+            raise ValueError(f"eta: {self.variant} needs a stochastic sampler; set eta > 0 (DDPO uses 1.0)")
         if self.resume and self.overwrite:
             raise ValueError("resume: resume and overwrite exclude each other; choose one")
         if self.rewards is not None and not self.rewards:
             raise ValueError("rewards: empty; give at least one reward, e.g. {brightness = 1.0}")
         return self
 
-    def grad_steps_range(self) -> tuple[int, int]:
-        """The (min, max) number of sampling steps that carry gradient for this variant."""
-        T = self.num_inference_steps
-        return {
-            "draft": (T, T),
-            "draft-k": (self.k, self.k),
-            "draft-random-k": tuple(self.k_range),
-            "draft-lv": (1, 1),
-            "refl": (1, 1),
-            "ddpo": (0, 0),
-        }[self.variant]  # type: ignore[return-value]
+    def variant_class(self) -> Any:
+        """The registered [Variant][draftsdk.variants.Variant] class named by ``variant``."""
+        from .extensions import UnknownNameError, variants
+
+        try:
+            return variants.get(self.variant)
+        except UnknownNameError as exc:
+            raise ValueError(f"variant: {exc}") from None
+
+    def variant_option_values(self) -> dict[str, Any]:
+        """The variant's options: same-named fields of this config, then ``variant_options``."""
+        cls = self.variant_class()
+        values = {name: getattr(self, name) for name in cls.Options.model_fields if name in type(self).model_fields}
+        return {**values, **self.variant_options}
+
+    def build_variant(self, num_steps: int | None = None) -> Any:
+        """The variant object with its validated options (checked against T when ``num_steps`` is given).
+
+        Raises:
+            ValueError: an option is invalid; the message starts with its name.
+        """
+        from pydantic import ValidationError
+
+        cls = self.variant_class()
+        try:
+            options = cls.Options(**self.variant_option_values())
+        except ValidationError as exc:
+            prefix = "variant_options." if self.variant_options else ""
+            raise ValueError(format_validation_error(exc, prefix=f"{self.variant} option").replace(": ", ": " + prefix, 1)) from None
+        if num_steps is None:
+            return None
+        return cls(options, num_steps)
+
+    def grad_steps_range(self, num_steps: int | None = None) -> tuple[int, int]:
+        """The (min, max) number of sampling steps that carry gradient for this variant.
+
+        T is ``num_steps``, else ``num_inference_steps``, else 50 (the SD families' default).
+        """
+        return self.build_variant(num_steps or self.num_inference_steps or 50).grad_steps_range()  # type: ignore[no-any-return]
 
     @classmethod
     def from_file(cls, path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:

@@ -1,4 +1,4 @@
-"""The plugin hooks. A plugin implements them with ``@draftsdk.hookimpl``."""
+"""The plugin hooks. A plugin implements any of them with ``@draftsdk.hookimpl``."""
 
 from __future__ import annotations
 
@@ -15,3 +15,13 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 @hookspec
 def register_rewards(register: Callable[..., Any]) -> None:
     """Register reward classes or factories: ``register(factory, *, name=None, aliases=(), description=None)``."""
+
+
+@hookspec
+def register_model_families(register: Callable[..., Any]) -> None:
+    """Register [ModelFamily][draftsdk.models.ModelFamily] subclasses: ``register(cls)`` (keyed by ``cls.name``)."""
+
+
+@hookspec
+def register_variants(register: Callable[..., Any]) -> None:
+    """Register [Variant][draftsdk.variants.Variant] subclasses: ``register(cls)`` (keyed by ``cls.name``)."""

@@ -1,9 +1,12 @@
 """LoRA adapters: attach for training, export in diffusers format, load, scale and mix.
 
-Files are diffusers-format LoRA safetensors (``unet.<module>.lora.down/up.weight`` plus diffusers'
-``lora_adapter_metadata`` header), so a plain ``StableDiffusionPipeline.load_lora_weights(path)``
-loads them without draftsdk. draftsdk adds a ``draftsdk`` header entry: the base model, a fingerprint
-of the UNet's shapes, rank/alpha/targets, the reward spec, the training config and its version.
+Files are diffusers-format LoRA safetensors: peft keys under the denoiser's prefix
+(``unet.<module>.lora_A/lora_B.weight`` for SD and SDXL, ``transformer.`` for transformer families)
+plus diffusers' ``lora_adapter_metadata`` header, so the family's own pipeline loads them with a
+plain ``pipe.load_lora_weights(path)``. Every module uses the same key style, whatever the targets
+(attention, ``proj_in``/``proj_out``, feed-forward). draftsdk adds a ``draftsdk`` header entry: the
+base model, a fingerprint of the denoiser's shapes, rank/alpha/targets, the reward spec, the
+training config and its version.
 
 Scaling ``θ_pre + α·ΔW`` interpolates between the base (α = 0) and the fine-tuned model (α = 1);
 mixing adds several adapters. [mix_files][draftsdk.lora.mix_files] writes one adapter whose effect
@@ -45,7 +48,7 @@ __all__ = [
     "add_lora",
     "check_compatible",
     "lora_parameters",
-    "unet_fingerprint",
+    "denoiser_fingerprint",
     "save_lora",
     "read_lora",
     "load_lora",
@@ -59,6 +62,7 @@ __all__ = [
 ADAPTER_NAME = "draftsdk"
 DEFAULT_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
+DENOISER_PREFIXES = ("unet", "transformer")
 EXTRAPOLATION_WARNING = 1.5
 
 
@@ -100,14 +104,15 @@ def lora_parameters(unet: Any, adapter_name: str = ADAPTER_NAME) -> list[torch.n
     return params
 
 
-def unet_fingerprint(unet: Any) -> str:
-    """A short hash of the UNet's base parameter names and shapes (identifies the architecture)."""
+def denoiser_fingerprint(model: Any) -> str:
+    """A short hash of the denoiser's base parameter names and shapes (identifies the architecture)."""
     digest = hashlib.sha256()
-    for name, tensor in sorted(unet.state_dict().items()):
+    for name, tensor in sorted(model.state_dict().items()):
         if "lora_" in name:
             continue
         digest.update(f"{name.replace('.base_layer', '')}:{tuple(tensor.shape)};".encode())
     return digest.hexdigest()[:16]
+
 
 
 def _adapter_config(unet: Any, adapter_name: str) -> dict[str, Any]:
@@ -131,32 +136,35 @@ def _atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[st
             os.unlink(tmp)
 
 
-def _pack(state_dict: Mapping[str, torch.Tensor], config: dict[str, Any], info: dict[str, Any]) -> tuple[dict, dict]:
-    adapter_meta = {f"unet.{k}": v for k, v in config.items()}
+def _pack(
+    state_dict: Mapping[str, torch.Tensor], config: dict[str, Any], info: dict[str, Any], prefix: str
+) -> tuple[dict, dict]:
+    adapter_meta = {f"{prefix}.{k}": v for k, v in config.items()}
     metadata = {
         "format": "pt",
         "lora_adapter_metadata": json.dumps(adapter_meta, indent=2, sort_keys=True, default=str),
         "draftsdk": json.dumps(info, sort_keys=True, default=str),
     }
-    return {f"unet.{k}": v for k, v in state_dict.items()}, metadata
+    return {f"{prefix}.{k}": v for k, v in state_dict.items()}, metadata
 
 
 def save_lora(
     path: str | os.PathLike[str],
     unet: Any,
     *,
+    prefix: str = "unet",
     adapter_name: str = ADAPTER_NAME,
     base_model: str | None = None,
     reward_spec: Any = None,
     train_config: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write the adapter as a diffusers-format LoRA safetensors file, atomically.
+    """Write the adapter of ``unet`` (any peft-adapted denoiser) as a diffusers-format LoRA file, atomically.
 
-    ``unet`` must be the unwrapped model (not a DDP/accelerate wrapper: wrapper prefixes would make
-    the saved keys miss every module).
+    ``prefix`` is the denoiser's component name in its pipeline (``unet``, ``transformer``): the
+    family's ``load_lora_weights`` looks for it. ``unet`` must be the unwrapped model (not a
+    DDP/accelerate wrapper: wrapper prefixes would make the saved keys miss every module).
     """
-    from diffusers.utils import convert_state_dict_to_diffusers
     from peft.utils import get_peft_model_state_dict
 
     from . import __version__
@@ -164,15 +172,15 @@ def save_lora(
     if hasattr(unet, "module") and not hasattr(unet, "peft_config"):
         unet = unet.module
     if adapter_name not in getattr(unet, "peft_config", {}):
-        raise LoraError(f"the UNet has no LoRA adapter named {adapter_name!r}; attach one with draftsdk.lora.add_lora")
-    state = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet, adapter_name=adapter_name))
+        raise LoraError(f"the model has no LoRA adapter named {adapter_name!r}; attach one with draftsdk.lora.add_lora")
+    state = get_peft_model_state_dict(unet, adapter_name=adapter_name)
     if not state:
         raise LoraError(f"adapter {adapter_name!r} produced an empty state dict; nothing to save")
     config = _adapter_config(unet, adapter_name)
     info = {
         "version": __version__,
         "base_model": base_model,
-        "unet_fingerprint": unet_fingerprint(unet),
+        "denoiser_fingerprint": denoiser_fingerprint(unet),
         "rank": config["r"],
         "alpha": config["lora_alpha"],
         "targets": config["target_modules"],
@@ -180,7 +188,7 @@ def save_lora(
         "train_config": dict(train_config) if train_config is not None else None,
         **dict(extra or {}),
     }
-    tensors, metadata = _pack(state, config, info)
+    tensors, metadata = _pack(state, config, info, prefix)
     target = Path(path)
     _atomic_save(tensors, target, metadata)
     return target
@@ -191,7 +199,8 @@ class LoraFile:
     """A LoRA file read by [read_lora][draftsdk.lora.read_lora].
 
     Attributes:
-        state_dict: diffusers-format tensors (``unet.`` prefix kept).
+        state_dict: diffusers-format tensors (the ``prefix.`` kept).
+        prefix: the denoiser component the keys start with (``unet``, ``transformer``).
         rank, alpha: the adapter's rank and alpha (alpha = rank when the file does not say).
         targets: LoRA target module names from the header, if present.
         info: draftsdk's header (empty for files from other tools).
@@ -204,12 +213,18 @@ class LoraFile:
     targets: list[str] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
     adapter_config: dict[str, Any] = field(default_factory=dict)
+    prefix: str = "unet"
+
+    @property
+    def fingerprint(self) -> str | None:
+        """The denoiser fingerprint draftsdk recorded (None for files from other tools)."""
+        return self.info.get("denoiser_fingerprint") or self.info.get("unet_fingerprint")  # the key before 0.2
 
     def modules(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """``{module path: (A, B)}`` with A the down (r, in) and B the up (out, r) factor."""
         pairs: dict[str, dict[str, torch.Tensor]] = {}
         for key, value in self.state_dict.items():
-            name = key.removeprefix("unet.")
+            name = key.removeprefix(f"{self.prefix}.")
             for down, up in ((".lora.down.weight", ".lora.up.weight"), (".lora_A.weight", ".lora_B.weight")):
                 if name.endswith(down):
                     pairs.setdefault(name[: -len(down)], {})["A"] = value
@@ -249,15 +264,20 @@ def read_lora(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> Lo
                 state = {k: f.get_tensor(k) for k in f.keys()}
         except (SafetensorError, OSError) as exc:
             raise LoraError(f"{str(file)!r} is not a readable safetensors file ({str(exc).splitlines()[0]})") from None
+    prefixes = {key.split(".", 1)[0] for key in state}
+    prefix = next((p for p in DENOISER_PREFIXES if p in prefixes), "unet")
     config: dict[str, Any] = {}
     if "lora_adapter_metadata" in metadata:
         raw = json.loads(metadata["lora_adapter_metadata"])
-        config = {k.removeprefix("unet."): v for k, v in raw.items() if k.startswith("unet.")}
+        config = {k.removeprefix(f"{prefix}."): v for k, v in raw.items() if k.startswith(f"{prefix}.")}
     info = json.loads(metadata["draftsdk"]) if "draftsdk" in metadata else {}
-    lora = LoraFile(file, dict(state), rank=0, alpha=0.0, info=info, adapter_config=config)
+    lora = LoraFile(file, dict(state), rank=0, alpha=0.0, info=info, adapter_config=config, prefix=prefix)
     modules = lora.modules()
     if not modules:
-        raise LoraError(f"{str(file)!r} holds no UNet LoRA weights (expected keys like unet.<module>.lora.down.weight)")
+        raise LoraError(
+            f"{str(file)!r} holds no denoiser LoRA weights (expected keys like unet.<module>.lora_A.weight "
+            "or transformer.<module>.lora_A.weight)"
+        )
     lora.rank = int(config.get("r") or next(iter(modules.values()))[0].shape[0])
     lora.alpha = float(config.get("lora_alpha") or lora.rank)
     lora.targets = list(config.get("target_modules") or [])
@@ -273,7 +293,7 @@ def check_compatible(unet: Any, lora: LoraFile) -> None:
             module = unet.get_submodule(module_name)
         except AttributeError:
             raise LoraError(
-                f"{lora.path.name}: module {module_name!r} does not exist in this UNet (a LoRA for another base model?)"
+                f"{lora.path.name}: module {module_name!r} does not exist in this model (a LoRA for another base model?)"
             ) from None
         base = getattr(module, "base_layer", module)
         weight = getattr(base, "weight", None)
@@ -301,9 +321,10 @@ def load_lora(
     Returns the adapter name.
     """
     lora = read_lora(path, trust_pickle=trust_pickle)
-    check_compatible(pipeline.unet, lora)
+    denoiser = _denoiser(pipeline)
+    check_compatible(denoiser, lora)
     name = adapter_name or lora.path.stem.replace(".", "_")
-    if name in getattr(pipeline.unet, "peft_config", {}):
+    if name in getattr(denoiser, "peft_config", {}):
         raise LoraError(f"an adapter named {name!r} is already loaded; pass another adapter_name")
     from .plugin_utils import quiet_diffusers, quiet_transformers
 
@@ -314,14 +335,21 @@ def load_lora(
     return name
 
 
+def _denoiser(pipeline: Any) -> Any:
+    from .models import family_for
+
+    return family_for(pipeline).denoiser(pipeline)
+
+
 def restore_lora(unet: Any, path: str | os.PathLike[str], adapter_name: str = ADAPTER_NAME) -> None:
     """Copy the weights of a saved file into an existing adapter of ``unet`` (used to resume training)."""
-    from diffusers.utils import convert_unet_state_dict_to_peft
     from peft.utils import set_peft_model_state_dict
 
     lora = read_lora(path)
     check_compatible(unet, lora)
-    state = convert_unet_state_dict_to_peft({k.removeprefix("unet."): v for k, v in lora.state_dict.items()})
+    state = {}
+    for module, (down, up) in lora.modules().items():
+        state[f"{module}.lora_A.weight"], state[f"{module}.lora_B.weight"] = down, up
     result = set_peft_model_state_dict(unet, state, adapter_name=adapter_name)
     unexpected = getattr(result, "unexpected_keys", None)
     if unexpected:
@@ -349,14 +377,15 @@ def set_mix(pipeline: Any, weights: Mapping[str, float]) -> None:
     """Activate several loaded adapters at once: θ_pre + Σ w_i·ΔW_i (``set_adapters``)."""
     if not weights:
         raise LoraError("set_mix: no adapters given")
-    loaded = set(getattr(pipeline.unet, "peft_config", {}))
+    denoiser = _denoiser(pipeline)
+    loaded = set(getattr(denoiser, "peft_config", {}))
     for name, value in weights.items():
         if name not in loaded:
             raise LoraError(f"no adapter named {name!r} is loaded; loaded: {', '.join(sorted(loaded)) or 'none'}")
         if not math.isfinite(value):
             raise LoraError(f"weight of adapter {name!r} must be finite, got {value!r}")
         _warn_extrapolation(name, value)
-    pipeline.unet.set_adapters(list(weights), weights=[float(w) for w in weights.values()])
+    denoiser.set_adapters(list(weights), weights=[float(w) for w in weights.values()])
 
 
 def parse_weighted_path(text: str, default: float = 1.0) -> tuple[str, float]:
@@ -404,10 +433,13 @@ def mix_files(
     if sum(abs(w) for w in weights) == 0:
         raise LoraError("mix: all weights are zero; the mix would be the base model")
     loras = [read_lora(p, trust_pickle=trust_pickle) for p, _ in inputs]
-    fingerprints = {lo.info.get("unet_fingerprint") for lo in loras} - {None}
+    fingerprints = {lo.fingerprint for lo in loras} - {None}
     if len(fingerprints) > 1:
-        names = ", ".join(f"{lo.path.name}={lo.info.get('unet_fingerprint')}" for lo in loras)
-        raise LoraError(f"mix: the adapters were trained on different base models (UNet fingerprints {names})")
+        names = ", ".join(f"{lo.path.name}={lo.fingerprint}" for lo in loras)
+        raise LoraError(f"mix: the adapters were trained on different base models (denoiser fingerprints {names})")
+    prefixes = {lo.prefix for lo in loras}
+    if len(prefixes) > 1:
+        raise LoraError(f"mix: the adapters are for different denoisers ({', '.join(sorted(prefixes))}); mix adapters of one model")
     per_file = [lo.modules() for lo in loras]
     all_modules = sorted(set().union(*per_file))
     total_rank = sum(lo.rank for lo in loras)
@@ -430,8 +462,8 @@ def mix_files(
             else:
                 downs.append(a0.new_zeros((lo.rank, *a0.shape[1:])).float())
                 ups.append(b0.new_zeros((b0.shape[0], lo.rank, *b0.shape[2:])).float())
-        mixed[f"{module}.lora.down.weight"] = torch.cat(downs, dim=0)
-        mixed[f"{module}.lora.up.weight"] = torch.cat(ups, dim=1)
+        mixed[f"{module}.lora_A.weight"] = torch.cat(downs, dim=0)
+        mixed[f"{module}.lora_B.weight"] = torch.cat(ups, dim=1)
     targets = sorted({t for lo in loras for t in lo.targets}) or all_modules
     config = {**loras[0].adapter_config, "r": total_rank, "lora_alpha": total_rank, "target_modules": targets}
     config.pop("rank_pattern", None)
@@ -439,7 +471,7 @@ def mix_files(
     info = {
         "mix": [{"file": str(lo.path), "weight": w, "rank": lo.rank, "alpha": lo.alpha} for lo, w in zip(loras, weights)],
         "base_model": loras[0].info.get("base_model"),
-        "unet_fingerprint": next(iter(fingerprints), None),
+        "denoiser_fingerprint": next(iter(fingerprints), None),
         "rank": total_rank,
         "alpha": total_rank,
         "targets": targets,
@@ -447,7 +479,7 @@ def mix_files(
     from . import __version__
 
     info["version"] = __version__
-    tensors, metadata = _pack(mixed, config, info)
+    tensors, metadata = _pack(mixed, config, info, loras[0].prefix)
     target = Path(output)
     _atomic_save(tensors, target, metadata)
     return target

@@ -36,7 +36,12 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "draftsdk"
-DEFAULT_PLUGINS = ("draftsdk.default_plugins.basic", "draftsdk.default_plugins.digits")
+DEFAULT_PLUGINS = (
+    "draftsdk.default_plugins.basic",
+    "draftsdk.default_plugins.digits",
+    "draftsdk.default_plugins.families",
+    "draftsdk.default_plugins.variants",
+)
 
 
 @dataclass
@@ -203,9 +208,11 @@ def list_plugins() -> list[PluginInfo]:
 
 
 def _invalidate_registry() -> None:
-    from . import registry
+    from . import extensions, registry
 
     registry._table = None
+    extensions.families.invalidate()
+    extensions.variants.invalidate()
 
 
 def reset_plugins() -> None:

@@ -3,6 +3,7 @@
 - ``check_reward``: the [check_reward][draftsdk.testing.check_reward] function.
 - ``tiny_sd_path``: a session-wide folder holding a saved tiny random-weight Stable Diffusion
   pipeline, loadable with ``StableDiffusionPipeline.from_pretrained``.
+- ``tiny_sdxl_path``: the same for a tiny Stable Diffusion XL pipeline.
 - ``smooth_image``: the [smooth_image][draftsdk.testing.smooth_image] function.
 """
 
@@ -26,6 +27,12 @@ def _check_reward_fixture() -> Any:
 def tiny_sd_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder with a saved tiny random-weight Stable Diffusion pipeline (built once per session)."""
     return save_tiny_pipeline(tmp_path_factory.mktemp("tiny-sd") / "pipeline")
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with a saved tiny random-weight Stable Diffusion XL pipeline (built once per session)."""
+    return save_tiny_pipeline(tmp_path_factory.mktemp("tiny-sdxl") / "pipeline", family="sdxl")
 
 
 @pytest.fixture(name="smooth_image")

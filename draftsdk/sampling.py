@@ -1,13 +1,13 @@
-"""A differentiable DDIM sampler with classifier-free guidance for Stable Diffusion 1.x/2.x pipelines.
+"""The differentiable sampler: any model family, any stepper, the graph kept only where asked.
 
-It keeps the autograd graph only where asked: the first ``T - K`` steps run under
-``torch.no_grad()``, the last ``K`` with gradient, each UNet call with gradient wrapped in
-``torch.utils.checkpoint`` (non-reentrant) and the VAE decode checkpointed too. It never goes
-through ``pipeline.__call__`` (which runs under no_grad) and never touches the pipeline's own
-scheduler state: timesteps come from a private copy.
+The first ``T - K`` steps run under ``torch.no_grad()``, the last ``K`` with gradient, each
+denoiser call with gradient wrapped in ``torch.utils.checkpoint`` (non-reentrant) and the VAE
+decode checkpointed too. It never goes through ``pipeline.__call__`` (which runs under no_grad) and
+never touches the pipeline's own scheduler: the [stepper][draftsdk.steppers] is pure. Latents and
+the step algebra stay in float32; only the denoiser's input is cast to its dtype.
 
-With no gradient, ``eta=0`` and the same initial noise it reproduces
-``StableDiffusionPipeline(..., output_type="pt")`` (tested to 1e-4 in float32).
+With no gradient, ``eta=0`` and the same initial noise it reproduces the family's diffusers pipeline
+called with ``DDIMScheduler.from_config(pipe.scheduler.config)`` (tested to 1e-4 in float32).
 
 Examples:
     >>> import torch, draftsdk
@@ -22,72 +22,28 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from .errors import DraftError
+from .models import Conditioning, ModelFamily, family_for, get_family, load_pipeline
+from .steppers import StepOutput
 
 __all__ = ["Sampler", "SampleOutput", "StepOutput", "sample", "load_pipeline", "check_pipeline"]
 
-REQUIRED_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+
+def check_pipeline(pipeline: Any, family: str | ModelFamily | None = None) -> ModelFamily:
+    """Return the pipeline's model family; raise TypeError naming the missing components."""
+    chosen = _family(pipeline, family)
+    chosen.check(pipeline)
+    return chosen
 
 
-def check_pipeline(pipeline: Any) -> None:
-    """Raise TypeError unless ``pipeline`` has the Stable-Diffusion components the sampler needs."""
-    missing = [name for name in REQUIRED_COMPONENTS if getattr(pipeline, name, None) is None]
-    if missing:
-        raise TypeError(
-            f"{type(pipeline).__name__} is not a Stable Diffusion style pipeline: missing {', '.join(missing)} "
-            f"(needs {', '.join(REQUIRED_COMPONENTS)}; load one with draftsdk.load_pipeline(path_or_id))"
-        )
-    if not hasattr(pipeline.scheduler, "alphas_cumprod"):
-        raise TypeError(
-            f"scheduler {type(pipeline.scheduler).__name__} has no alphas_cumprod; draftsdk samples with DDIM "
-            "and needs a DDPM-family noise schedule (SD 1.x/2.x schedulers have one)"
-        )
-
-
-def load_pipeline(model: str, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> Any:
-    """Load a Stable Diffusion pipeline from a local folder or a hub id, without the safety checker.
-
-    Offline (``HF_HUB_OFFLINE=1``) a hub id works only when it is in the Hugging Face cache; a
-    missing model gives a one-line error that says how to pass a local folder. ``"draftsdk:digits"``
-    names the small digits model shipped inside draftsdk (used by ``draftsdk demo``).
-
-    Examples:
-        >>> import tempfile, draftsdk
-        >>> from draftsdk.testing import save_tiny_pipeline
-        >>> folder = save_tiny_pipeline(tempfile.mkdtemp() + "/pipe")
-        >>> type(draftsdk.load_pipeline(str(folder))).__name__
-        'StableDiffusionPipeline'
-    """
-    from diffusers import StableDiffusionPipeline
-
-    if model == "draftsdk:digits":
-        from .demo.model import pipeline_path
-
-        model = str(pipeline_path())
-    kwargs: dict[str, Any] = {"safety_checker": None, "requires_safety_checker": False}
-    if dtype is not None:
-        kwargs["torch_dtype"] = dtype
-    from .plugin_utils import quiet_diffusers, quiet_transformers
-
-    try:
-        with quiet_diffusers(), quiet_transformers():  # hub-lookup warnings would bury our one-line error
-            pipe = StableDiffusionPipeline.from_pretrained(model, **kwargs)
-    except (OSError, ValueError) as exc:
-        if Path(model).exists():
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise DraftError(f"cannot load the pipeline folder {model!r}: {first}") from None
-        raise DraftError(
-            f"cannot load the pipeline {model!r}: it is not a local folder and not in the Hugging Face cache "
-            "(offline or unknown id); pass a folder saved with save_pretrained, or download it with network access"
-        ) from None
-    pipe.set_progress_bar_config(disable=True)
-    return pipe.to(device)
+def _family(pipeline: Any, family: str | ModelFamily | None) -> ModelFamily:
+    if isinstance(family, ModelFamily):
+        return family
+    return get_family(family) if family else family_for(pipeline)
 
 
 @dataclass
@@ -103,25 +59,17 @@ class SampleOutput:
     latents: torch.Tensor
 
 
-@dataclass
-class StepOutput:
-    """One DDIM step: the next latents, the model's x0 prediction, and the Gaussian it was drawn from."""
-
-    prev: torch.Tensor
-    pred_x0: torch.Tensor
-    mean: torch.Tensor
-    std: float
-
-
 class Sampler:
-    """DDIM with classifier-free guidance over a pipeline's components; the building blocks of every variant.
+    """A family's pipeline plus a stepper and guidance: the building blocks of every variant.
 
     Args:
-        pipeline: anything with ``unet``, ``vae``, ``text_encoder``, ``tokenizer``, ``scheduler``.
-        num_inference_steps: T.
-        guidance_scale: CFG scale; ``<= 1`` runs the conditional model only.
+        pipeline: a pipeline of a registered [model family][draftsdk.models].
+        family: the family (name or object); default: detected from the pipeline.
+        num_inference_steps: T (default: the family's).
+        guidance_scale: the family's guidance (CFG for SD/SDXL; ``<= 1`` runs the conditional model only).
         eta: DDIM eta (0 deterministic, 1 DDPM-like).
-        checkpoint_unet: checkpoint each UNet call that runs with gradient.
+        height, width: image size (default: the model's).
+        checkpoint_denoiser: checkpoint each denoiser call that runs with gradient.
         checkpoint_vae: checkpoint the VAE decode when it runs with gradient.
     """
 
@@ -129,154 +77,124 @@ class Sampler:
         self,
         pipeline: Any,
         *,
-        num_inference_steps: int = 50,
-        guidance_scale: float = 7.5,
+        family: str | ModelFamily | None = None,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
         eta: float = 0.0,
         height: int | None = None,
         width: int | None = None,
-        checkpoint_unet: bool = True,
+        checkpoint_denoiser: bool = True,
         checkpoint_vae: bool = True,
     ) -> None:
-        check_pipeline(pipeline)
-        if num_inference_steps < 1:
-            raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
-        self.unet, self.vae = pipeline.unet, pipeline.vae
-        self.text_encoder, self.tokenizer = pipeline.text_encoder, pipeline.tokenizer
-        self.guidance_scale = float(guidance_scale)
+        self.family = check_pipeline(pipeline, family)
+        self.pipeline = pipeline
+        self.denoiser = self.family.denoiser(pipeline)
+        steps = self.family.default_steps if num_inference_steps is None else num_inference_steps
+        if steps < 1:
+            raise ValueError(f"num_inference_steps must be >= 1, got {steps}")
+        self.guidance_scale = float(self.family.default_guidance if guidance_scale is None else guidance_scale)
         self.eta = float(eta)
-        self.checkpoint_unet = checkpoint_unet
+        self.checkpoint_denoiser = checkpoint_denoiser
         self.checkpoint_vae = checkpoint_vae
-
-        # A private scheduler: set_timesteps on the pipeline's own would change its state.
-        config = pipeline.scheduler.config
-        scheduler = type(pipeline.scheduler).from_config(config)
-        scheduler.set_timesteps(num_inference_steps)
-        self.timesteps: list[int] = [int(t) for t in scheduler.timesteps]
-        self.num_train_timesteps = int(config.num_train_timesteps)
-        self.step_ratio = self.num_train_timesteps // num_inference_steps
-        self.alphas_cumprod = scheduler.alphas_cumprod.float()
-        final = getattr(scheduler, "final_alpha_cumprod", None)
-        self.final_alpha_cumprod = torch.as_tensor(final if final is not None else self.alphas_cumprod[0]).float()
-        self.prediction_type = config.get("prediction_type", "epsilon")
-        if self.prediction_type not in ("epsilon", "v_prediction", "sample"):
-            raise ValueError(f"unsupported prediction_type {self.prediction_type!r}")
-        self.clip_range = float(config.get("clip_sample_range", 1.0)) if config.get("clip_sample", False) else None
-        if config.get("thresholding", False):
-            raise ValueError("dynamic thresholding schedulers are not supported; use a config with thresholding=False")
-        self.init_noise_sigma = float(getattr(scheduler, "init_noise_sigma", 1.0))
-
-        self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
-        default = int(self.unet.config.sample_size) * self.vae_scale_factor
-        self.height, self.width = height or default, width or default
-        if self.height % self.vae_scale_factor or self.width % self.vae_scale_factor:
-            raise ValueError(f"height and width must be multiples of {self.vae_scale_factor}, got {self.height}x{self.width}")
+        default_h, default_w = self.family.default_size(pipeline)
+        self.height, self.width = height or default_h, width or default_w
+        multiple = self.family.size_multiple(pipeline)
+        if self.height % multiple or self.width % multiple:
+            raise ValueError(f"height and width must be multiples of {multiple}, got {self.height}x{self.width}")
+        self.stepper = self.family.stepper(pipeline, steps, eta=self.eta, height=self.height, width=self.width)
+        self._cache: dict[tuple[str, str | None], Conditioning] = {}
+        self._timesteps: torch.Tensor | None = None
 
     # -- basic blocks -------------------------------------------------------------------------
     @property
     def device(self) -> torch.device:
-        return self.unet.device
+        return self.denoiser.device
 
     @property
     def num_steps(self) -> int:
-        return len(self.timesteps)
+        return self.stepper.num_steps
+
+    @property
+    def timesteps(self) -> list[float]:
+        return list(self.stepper.timesteps)
 
     @property
     def guided(self) -> bool:
         return self.guidance_scale > 1.0
 
-    def latent_shape(self, batch: int) -> tuple[int, int, int, int]:
+    def latent_shape(self, batch: int) -> tuple[int, ...]:
         """Shape of the initial noise for ``batch`` images."""
-        f = self.vae_scale_factor
-        return (batch, int(self.unet.config.in_channels), self.height // f, self.width // f)
+        return self.family.latent_shape(self.pipeline, batch, self.height, self.width)
 
     def initial_noise(self, batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Draw x_T on the generator's device (CPU by default, so results do not depend on the GPU)."""
+        """Draw x_T (float32) on the generator's device (CPU by default, so results do not depend on the GPU)."""
         gen_device = generator.device if generator is not None else torch.device("cpu")
         noise = torch.randn(self.latent_shape(batch), generator=generator, device=gen_device)
-        return (noise * self.init_noise_sigma).to(self.device, self.unet.dtype)
+        return (noise * self.stepper.init_noise_sigma).to(self.device)
 
-    def _tokens(self, prompts: Sequence[str], max_length: int) -> torch.Tensor:
-        return self.tokenizer(
-            list(prompts), padding="max_length", max_length=max_length, truncation=True, return_tensors="pt"
-        ).input_ids.to(self.device)
+    def encode(self, prompts: Sequence[str], negative_prompts: Sequence[str] | None = None) -> Conditioning:
+        """The conditioning of ``prompts`` (and their negatives when guided).
 
-    @torch.no_grad()
-    def encode(self, prompts: Sequence[str], negative_prompts: Sequence[str] | None = None) -> torch.Tensor:
-        """Text embeddings, ``cat([uncond, cond])`` when guided (the order diffusers uses)."""
+        The text encoders are frozen, so each distinct (prompt, negative) pair is encoded once and
+        cached for the lifetime of this sampler.
+        """
         if isinstance(prompts, str):
             raise TypeError("prompts must be a list of strings, not a single string")
-        dtype = self.unet.dtype
-        cond = self.text_encoder(self._tokens(prompts, self.tokenizer.model_max_length))[0].to(dtype)
-        if not self.guided:
-            return cond
-        negatives = list(negative_prompts) if negative_prompts is not None else [""] * len(prompts)
-        if len(negatives) != len(prompts):
-            raise ValueError(f"got {len(negatives)} negative prompts for {len(prompts)} prompts")
-        uncond = self.text_encoder(self._tokens(negatives, cond.shape[1]))[0].to(dtype)
-        return torch.cat([uncond, cond])
+        prompts = list(prompts)
+        negatives: list[str | None] = [None] * len(prompts)
+        if negative_prompts is not None:
+            negatives = list(negative_prompts)
+            if len(negatives) != len(prompts):
+                raise ValueError(f"got {len(negatives)} negative prompts for {len(prompts)} prompts")
+        keys = list(zip(prompts, negatives))
+        missing = list(dict.fromkeys(k for k in keys if k not in self._cache))
+        if missing:
+            given = [n for _, n in missing]
+            encoded = self.family.encode(
+                self.pipeline,
+                [p for p, _ in missing],
+                None if all(n is None for n in given) else [n or "" for n in given],
+                guided=self.guided,
+                height=self.height,
+                width=self.width,
+            )
+            for i, key in enumerate(missing):
+                self._cache[key] = encoded[i]
+        return Conditioning.cat([self._cache[k] for k in keys])
 
-    def _unet_eps(self, latents: torch.Tensor, t: torch.Tensor, embeds: torch.Tensor) -> torch.Tensor:
-        model_in = torch.cat([latents, latents]) if self.guided else latents
-        out = self.unet(model_in, t, encoder_hidden_states=embeds, return_dict=False)[0]
-        if not self.guided:
-            return out
-        uncond, cond = out.chunk(2)
-        return uncond + self.guidance_scale * (cond - uncond)
+    def clear_cache(self) -> None:
+        """Forget the cached prompt conditioning (after changing a text encoder)."""
+        self._cache.clear()
 
-    def model_output(self, latents: torch.Tensor, index: int, embeds: torch.Tensor, grad: bool) -> torch.Tensor:
-        """The guided UNet output at step ``index``; checkpointed when ``grad`` and checkpoint_unet."""
-        t = torch.tensor(self.timesteps[index], device=latents.device)
+    def _timestep(self, index: int) -> torch.Tensor:
+        if self._timesteps is None or self._timesteps.device != self.device:
+            self._timesteps = torch.tensor(self.stepper.timesteps, device=self.device)  # one copy, then device indexing
+        return self._timesteps[index]
+
+    def _predict(self, latents: torch.Tensor, t: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        return self.family.predict(self.pipeline, latents, t, cond, self.guidance_scale)
+
+    def model_output(self, latents: torch.Tensor, index: int, cond: Conditioning, grad: bool) -> torch.Tensor:
+        """The guided denoiser output at step ``index``; checkpointed when ``grad`` and checkpoint_denoiser."""
+        t = self._timestep(index)
         if not grad:
             with torch.no_grad():
-                return self._unet_eps(latents, t, embeds)
+                return self._predict(latents, t, cond)
         with torch.enable_grad():
-            if self.checkpoint_unet:
-                return checkpoint(self._unet_eps, latents, t, embeds, use_reentrant=False)
-            return self._unet_eps(latents, t, embeds)
-
-    def _alphas(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        t = self.timesteps[index]
-        prev = t - self.step_ratio
-        a_t = self.alphas_cumprod[t]
-        a_prev = self.alphas_cumprod[prev] if prev >= 0 else self.final_alpha_cumprod
-        return a_t, a_prev
+            if self.checkpoint_denoiser:
+                return checkpoint(self._predict, latents, t, cond, use_reentrant=False)
+            return self._predict(latents, t, cond)
 
     def step(self, index: int, latents: torch.Tensor, model_out: torch.Tensor, noise: torch.Tensor | None = None) -> StepOutput:
-        """One DDIM update from ``timesteps[index]``, as ``DDIMScheduler.step`` computes it.
-
-        ``noise`` is the variance noise used when ``eta > 0`` (drawn by the caller).
-        """
-        a_t, a_prev = self._alphas(index)
-        a_t, a_prev = a_t.to(latents.device), a_prev.to(latents.device)
-        b_t = 1 - a_t
-        if self.prediction_type == "epsilon":
-            pred_x0 = (latents - b_t**0.5 * model_out) / a_t**0.5
-            eps = model_out
-        elif self.prediction_type == "sample":
-            pred_x0 = model_out
-            eps = (latents - a_t**0.5 * pred_x0) / b_t**0.5
-        else:  # v_prediction
-            pred_x0 = a_t**0.5 * latents - b_t**0.5 * model_out
-            eps = a_t**0.5 * model_out + b_t**0.5 * latents
-        if self.clip_range is not None:
-            pred_x0 = pred_x0.clamp(-self.clip_range, self.clip_range)
-        variance = ((1 - a_prev) / b_t) * (1 - a_t / a_prev)
-        std = float(self.eta * variance**0.5)
-        mean = a_prev**0.5 * pred_x0 + (1 - a_prev - std**2) ** 0.5 * eps
-        if std > 0:
-            if noise is None:
-                raise ValueError("eta > 0 needs variance noise for every step")
-            return StepOutput(mean + std * noise, pred_x0, mean, std)
-        return StepOutput(mean, pred_x0, mean, std)
+        """One stepper update from step ``index`` (``noise``: the variance noise when stochastic)."""
+        return self.stepper.step(latents, model_out, index, noise)
 
     def add_noise(self, x0: torch.Tensor, index: int, noise: torch.Tensor) -> torch.Tensor:
-        """Forward-diffuse clean latents to ``timesteps[index]`` (used by DRaFT-LV)."""
-        a_t = self.alphas_cumprod[self.timesteps[index]].to(x0.device)
-        return a_t**0.5 * x0 + (1 - a_t) ** 0.5 * noise
+        """Forward-diffuse clean latents to the noise level of step ``index`` (used by DRaFT-LV)."""
+        return self.stepper.add_noise(x0, index, noise)
 
     def _decode(self, latents: torch.Tensor) -> torch.Tensor:
-        image = self.vae.decode(latents / self.vae.config.scaling_factor, return_dict=False)[0]
-        return (image / 2 + 0.5).clamp(0, 1)
+        return self.family.decode(self.pipeline, latents)
 
     def decode(self, latents: torch.Tensor, grad: bool) -> torch.Tensor:
         """Latents to images in [0, 1]; checkpointed when ``grad`` and checkpoint_vae."""
@@ -290,16 +208,16 @@ class Sampler:
 
     def variance_noise(self, shape: torch.Size, generator: torch.Generator | None) -> torch.Tensor | None:
         """Fresh noise for a stochastic (eta > 0) step, or None when sampling is deterministic."""
-        if self.eta == 0:
+        if not self.stepper.stochastic:
             return None
         gen_device = generator.device if generator is not None else torch.device("cpu")
-        return torch.randn(shape, generator=generator, device=gen_device).to(self.device, self.unet.dtype)
+        return torch.randn(shape, generator=generator, device=gen_device).to(self.device)
 
     # -- composite ----------------------------------------------------------------------------
     def denoise(
         self,
         latents: torch.Tensor,
-        embeds: torch.Tensor,
+        cond: Conditioning,
         *,
         start: int = 0,
         stop: int | None = None,
@@ -314,9 +232,10 @@ class Sampler:
         """
         stop = self.num_steps if stop is None else stop
         grad_from = self.num_steps if grad_from is None else grad_from
+        latents = latents.float()
         for index in range(start, stop):
             grad = index >= grad_from
-            out = self.model_output(latents, index, embeds, grad)
+            out = self.model_output(latents, index, cond, grad)
             if grad and on_grad_step is not None:
                 on_grad_step(index, latents, out)
             noise = self.variance_noise(latents.shape, generator)
@@ -329,8 +248,9 @@ def sample(
     pipeline: Any,
     prompts: Sequence[str],
     *,
-    num_inference_steps: int = 50,
-    guidance_scale: float = 7.5,
+    family: str | None = None,
+    num_inference_steps: int | None = None,
+    guidance_scale: float | None = None,
     eta: float = 0.0,
     grad_steps: int = 0,
     negative_prompts: Sequence[str] | None = None,
@@ -338,14 +258,15 @@ def sample(
     generator: torch.Generator | None = None,
     height: int | None = None,
     width: int | None = None,
-    checkpoint_unet: bool = True,
+    checkpoint_denoiser: bool = True,
     checkpoint_vae: bool = True,
 ) -> SampleOutput:
-    """Sample images with DDIM + CFG, keeping the graph through the last ``grad_steps`` steps.
+    """Sample images, keeping the graph through the last ``grad_steps`` steps.
 
     Args:
-        pipeline: a Stable Diffusion 1.x/2.x pipeline (or any object with its five components).
+        pipeline: a pipeline of any registered model family (SD 1.x/2.x, SDXL, ...).
         prompts: one prompt per image.
+        num_inference_steps, guidance_scale: default to the family's (SD: 50 and 7.5).
         grad_steps: K, the number of final steps that carry gradient (0 = plain sampling,
             ``num_inference_steps`` = full DRaFT). The VAE decode has gradient when K > 0.
         latents: initial noise x_T (default: drawn from ``generator``).
@@ -355,21 +276,22 @@ def sample(
     """
     sampler = Sampler(
         pipeline,
+        family=family,
         num_inference_steps=num_inference_steps,
         guidance_scale=guidance_scale,
         eta=eta,
         height=height,
         width=width,
-        checkpoint_unet=checkpoint_unet,
+        checkpoint_denoiser=checkpoint_denoiser,
         checkpoint_vae=checkpoint_vae,
     )
     if not 0 <= grad_steps <= sampler.num_steps:
         raise ValueError(f"grad_steps must be in [0, {sampler.num_steps}], got {grad_steps}")
-    embeds = sampler.encode(prompts, negative_prompts)
+    cond = sampler.encode(prompts, negative_prompts)
     if latents is None:
         latents = sampler.initial_noise(len(prompts), generator)
     elif tuple(latents.shape) != sampler.latent_shape(len(prompts)):
         raise ValueError(f"latents must have shape {sampler.latent_shape(len(prompts))}, got {tuple(latents.shape)}")
-    latents = latents.to(sampler.device, sampler.unet.dtype)
-    final = sampler.denoise(latents, embeds, grad_from=sampler.num_steps - grad_steps, generator=generator)
+    latents = latents.to(sampler.device, torch.float32)
+    final = sampler.denoise(latents, cond, grad_from=sampler.num_steps - grad_steps, generator=generator)
     return SampleOutput(images=sampler.decode(final, grad=grad_steps > 0), latents=final)

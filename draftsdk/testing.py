@@ -2,8 +2,9 @@
 
 - [check_reward][draftsdk.testing.check_reward] runs the reward contract: output shape, finite
   values, gradient to the pixels, determinism and batch independence.
-- [tiny_pipeline][draftsdk.testing.tiny_pipeline] builds a random-weight Stable-Diffusion-shaped
-  pipeline from configs in a fraction of a second, for offline tests of code that needs one.
+- [tiny_pipeline][draftsdk.testing.tiny_pipeline] and
+  [tiny_sdxl_pipeline][draftsdk.testing.tiny_sdxl_pipeline] build random-weight SD- and SDXL-shaped
+  pipelines from configs in a fraction of a second, for offline tests of code that needs one.
 - [smooth_image][draftsdk.testing.smooth_image] makes a photo-like test image as both a PIL image
   and the matching tensor, for parity tests against a reference's PIL preprocessing.
 
@@ -28,7 +29,15 @@ from typing import Any
 
 from .errors import RewardContractError
 
-__all__ = ["check_reward", "tiny_clip_tokenizer", "tiny_pipeline", "save_tiny_pipeline", "smooth_image"]
+__all__ = [
+    "check_reward",
+    "tiny_clip_tokenizer",
+    "tiny_scheduler",
+    "tiny_pipeline",
+    "tiny_sdxl_pipeline",
+    "save_tiny_pipeline",
+    "smooth_image",
+]
 
 
 def _fail(reward: Any, problem: str) -> RewardContractError:
@@ -154,13 +163,71 @@ def tiny_clip_tokenizer(vocab_size: int = 1000, model_max_length: int = 77) -> A
     return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=model_max_length)
 
 
-def tiny_pipeline(seed: int = 0, sample_size: int = 8, cross_attention_dim: int = 32) -> Any:
+def tiny_scheduler(kind: str = "ddim", prediction_type: str = "epsilon") -> Any:
+    """SD's noise schedule (scaled-linear betas 0.00085..0.012) in the scheduler class a folder may name.
+
+    ``kind`` is ``"ddim"``, ``"pndm"`` (what the hub's SD 1.4/1.5 folders ship) or ``"euler"`` (many
+    fine-tunes and SDXL).
+    """
+    from diffusers import DDIMScheduler, EulerDiscreteScheduler, PNDMScheduler
+
+    common = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1, prediction_type=prediction_type)
+    if kind == "ddim":
+        return DDIMScheduler(clip_sample=False, set_alpha_to_one=False, **common)
+    if kind == "pndm":
+        return PNDMScheduler(skip_prk_steps=True, set_alpha_to_one=False, **common)
+    if kind == "euler":
+        return EulerDiscreteScheduler(timestep_spacing="leading", **common)
+    raise ValueError(f"unknown scheduler kind {kind!r}; use ddim, pndm or euler")
+
+
+def _tiny_vae(sample_size: int) -> Any:
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=(32, 64),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        layers_per_block=1,
+        sample_size=sample_size * 2,
+    )
+
+
+def _tiny_text_config(tokenizer: Any, width: int) -> dict[str, Any]:
+    return dict(
+        vocab_size=len(tokenizer),
+        hidden_size=width,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=77,
+        projection_dim=32,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+def tiny_pipeline(
+    seed: int = 0,
+    sample_size: int = 8,
+    cross_attention_dim: int = 32,
+    *,
+    scheduler: str = "ddim",
+    prediction_type: str = "epsilon",
+    linear_projection: bool = False,
+) -> Any:
     """A random-weight ``StableDiffusionPipeline`` with SD's structure at toy size (CPU, ~0.1 s).
 
-    ``sample_size`` is the latent size; images are twice as large (two VAE levels).
+    ``sample_size`` is the latent size; images are twice as large (two VAE levels). ``scheduler``
+    picks the class the folder names ([tiny_scheduler][draftsdk.testing.tiny_scheduler]); SD 2.x
+    is ``prediction_type="v_prediction", linear_projection=True``.
     """
     import torch
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(seed)
@@ -175,56 +242,76 @@ def tiny_pipeline(seed: int = 0, sample_size: int = 8, cross_attention_dim: int 
         cross_attention_dim=cross_attention_dim,
         attention_head_dim=8,
         norm_num_groups=32,
+        use_linear_projection=linear_projection,
     )
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        latent_channels=4,
-        block_out_channels=(32, 64),
-        down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2,
-        layers_per_block=1,
-        sample_size=sample_size * 2,
-    )
+    vae = _tiny_vae(sample_size)
     tokenizer = tiny_clip_tokenizer()
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=cross_attention_dim,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            max_position_embeddings=77,
-            projection_dim=32,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-    )
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
+    text_encoder = CLIPTextModel(CLIPTextConfig(**_tiny_text_config(tokenizer, cross_attention_dim)))
     return StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
         tokenizer=tokenizer,
         unet=unet,
-        scheduler=scheduler,
+        scheduler=tiny_scheduler(scheduler, prediction_type),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
     )
 
 
-def save_tiny_pipeline(path: str | os.PathLike[str], **kwargs: Any) -> Path:
-    """Build a [tiny_pipeline][draftsdk.testing.tiny_pipeline] and ``save_pretrained`` it to ``path``."""
+def tiny_sdxl_pipeline(seed: int = 0, sample_size: int = 8, *, scheduler: str = "euler", force_zeros_for_empty_prompt: bool = True) -> Any:
+    """A random-weight ``StableDiffusionXLPipeline`` at toy size: two CLIP text encoders (the second
+    with a projection), a UNet with ``text_time`` added conditioning and linear projections."""
+    import torch
+    from diffusers import StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        sample_size=sample_size,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        transformer_layers_per_block=(1, 2),
+        projection_class_embeddings_input_dim=6 * 8 + 32,  # six time ids of width 8 + the pooled projection
+        cross_attention_dim=64,  # the two encoders' hidden states, concatenated
+        norm_num_groups=32,
+    )
+    vae = _tiny_vae(sample_size)
+    tokenizer = tiny_clip_tokenizer()
+    text_encoder = CLIPTextModel(CLIPTextConfig(**_tiny_text_config(tokenizer, 32)))
+    text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**_tiny_text_config(tokenizer, 32)))
+    return StableDiffusionXLPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        tokenizer=tokenizer,
+        tokenizer_2=tiny_clip_tokenizer(),
+        unet=unet,
+        scheduler=tiny_scheduler(scheduler),
+        force_zeros_for_empty_prompt=force_zeros_for_empty_prompt,
+        add_watermarker=False,
+    )
+
+
+TINY_BUILDERS = {"sd": tiny_pipeline, "sdxl": tiny_sdxl_pipeline}
+
+
+def save_tiny_pipeline(path: str | os.PathLike[str], family: str = "sd", **kwargs: Any) -> Path:
+    """Build a tiny pipeline of ``family`` (``sd``, ``sdxl``) and ``save_pretrained`` it to ``path``.
+
+    Keyword arguments go to the builder ([tiny_pipeline][draftsdk.testing.tiny_pipeline],
+    [tiny_sdxl_pipeline][draftsdk.testing.tiny_sdxl_pipeline]).
+    """
     path = Path(path)
-    tiny_pipeline(**kwargs).save_pretrained(path)
+    TINY_BUILDERS[family](**kwargs).save_pretrained(path)
     return path
 
 

@@ -11,5 +11,5 @@ import draftsdk
 config = draftsdk.TrainConfig.from_file(sys.argv[1])
 trainer = draftsdk.Trainer(config.model, draftsdk.combine(config.rewards), config)
 trainer.fit()
-state = get_peft_model_state_dict(trainer.unet, adapter_name="draftsdk")
+state = get_peft_model_state_dict(trainer.denoiser, adapter_name="draftsdk")
 torch.save({k: v.detach().clone() for k, v in state.items()}, Path(sys.argv[2]) / f"rank{trainer.dist.rank}.pt")

@@ -53,7 +53,7 @@ CASES = [
     ("train missing file", lambda d: ["train", "nope.toml"], "config file 'nope.toml' does not exist"),
     ("train bad toml", lambda d: ["train", "bad.toml"], "config file 'bad.toml' is not valid TOML: "),
     ("train typo", lambda d: ["train", _toml(d / "c.toml", **GOOD, stpes=3)], "invalid c.toml: stpes: unknown setting; did you mean 'steps'?"),
-    ("train k > T", lambda d: ["train", _toml(d / "c.toml", **GOOD, variant="draft-k", k=80)], "invalid c.toml: k: k=80 is larger than num_inference_steps=50"),
+    ("train k > T", lambda d: ["train", _toml(d / "c.toml", **GOOD, variant="draft-k", k=80, num_inference_steps=50)], "invalid c.toml: k: k=80 is larger than num_inference_steps=50"),
     ("train no model", lambda d: ["train", _toml(d / "c.toml", rewards={"brightness": 1}, prompts=["a"])], "invalid config: model: `draftsdk train` needs model = a local pipeline folder or a hub id"),
     ("train no rewards", lambda d: ["train", _toml(d / "c.toml", model="m", prompts=["a"])], "invalid config: rewards: `draftsdk train` needs a [rewards] table"),
     ("train unknown reward", lambda d: ["train", _toml(d / "c.toml", **{**GOOD, "rewards": {"brightnes": 1.0}})], "unknown reward 'brightnes'. Did you mean 'brightness'?"),

@@ -70,7 +70,7 @@ torch.save(out, {str(tmp_path / 'out.pt')!r})
     info = lora.read_lora(path)
     assert (info.rank, info.alpha, sorted(info.targets)) == (4, 8.0, sorted(lora.DEFAULT_TARGETS))
     assert info.info["base_model"] == str(sd_path)
-    assert info.info["unet_fingerprint"] == lora.unet_fingerprint(pipe.unet)
+    assert info.fingerprint == info.info["denoiser_fingerprint"] == lora.denoiser_fingerprint(pipe.unet)
     assert info.info["reward"] == [{"name": "brightness", "weight": 1.0}]
     assert info.info["train_config"] == {"steps": 3} and info.info["version"] == draftsdk.__version__
 
@@ -140,7 +140,7 @@ def test_lora_for_another_model_names_module_and_shapes(tmp_path):
     mine = tiny_pipeline()
     lora.add_lora(mine.unet, rank=4)
     mine_path = lora.save_lora(tmp_path / "mine.safetensors", mine.unet)
-    with pytest.raises(LoraError, match=r"mix: the adapters were trained on different base models \(UNet fingerprints"):
+    with pytest.raises(LoraError, match=r"mix: the adapters were trained on different base models \(denoiser fingerprints"):
         lora.mix_files([(mine_path, 1.0), (path, 1.0)], tmp_path / "x.safetensors")
 
 

@@ -72,7 +72,7 @@ def test_two_processes_equal_one_process_on_the_union_of_their_batches(sd_path, 
     assert not torch.allclose(noises[0], noises[1])  # each rank draws its own noise
     from peft.utils import get_peft_model_state_dict
 
-    single = get_peft_model_state_dict(trainer.unet, adapter_name="draftsdk")
+    single = get_peft_model_state_dict(trainer.denoiser, adapter_name="draftsdk")
     for key, value in rank0.items():
         assert torch.allclose(single[key], value, atol=1e-5), key
     moved = max(float(v.abs().max()) for k, v in rank0.items() if "lora_B" in k)  # B starts at 0
@@ -174,7 +174,7 @@ def test_out_of_memory_names_the_knobs(sd_path, tmp_path):
     assert str(err.value) == (
         "CUDA out of memory. Knobs that reduce memory, with their current values: batch_size=2 (lower it and raise "
         "grad_accum_steps=1), gradient steps K=2 (variant=draft-k; draft-lv/draft-k with small k need least), "
-        "checkpointing='auto' ('always' checkpoints every UNet call), checkpoint_vae=True, resolution=the model's "
+        "checkpointing='auto' ('always' checkpoints every denoiser call), checkpoint_vae=True, resolution=the model's "
         "default, mixed_precision='no' ('bf16' halves the frozen weights)"
     )
 

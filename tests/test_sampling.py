@@ -67,7 +67,7 @@ def test_not_a_pipeline_lists_missing_parts():
     with pytest.raises(TypeError) as err:
         draftsdk.sample(object(), ["x"])
     assert str(err.value).startswith(
-        "object is not a Stable Diffusion style pipeline: missing unet, vae, text_encoder, tokenizer, scheduler"
+        "object is not a Stable Diffusion 1.x/2.x pipeline: missing unet, vae, text_encoder, tokenizer, scheduler"
     )
 
 
@@ -96,7 +96,7 @@ def test_gradient_only_reaches_lora_and_checkpointing_agrees():
         for p in params:
             p.grad = None
         out = draftsdk.sample(pipe, ["a", "b"], num_inference_steps=4, grad_steps=3, latents=latents,
-                              checkpoint_unet=ckpt, checkpoint_vae=ckpt)
+                              checkpoint_denoiser=ckpt, checkpoint_vae=ckpt)
         out.images.mean().backward()
         results.append(_grads(params))
     lora_ids = {id(p) for p in params}

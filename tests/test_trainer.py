@@ -82,18 +82,18 @@ def test_random_k_is_drawn_once_per_rollout(pipe, tmp_path):
     for _ in range(4):
         draws.clear()
         grad_calls.clear()
-        images, _, info = trainer.rollout(["a", "b"])
+        rollout = trainer.rollout(["a", "b"])
         assert len(draws) == 1
         # checkpointing re-runs forward during backward only; here: one call per step, K of them with grad
-        assert sum(grad_calls) == info["grad_steps"] == draws[0]
+        assert sum(grad_calls) == rollout.grad_steps == draws[0]
         assert len(grad_calls) == 4
 
 
 def test_lv_batches_the_copies_and_reuses_the_final_latent(pipe, tmp_path):
     trainer = Trainer(pipe, "brightness", _cfg(tmp_path, variant="draft-lv", lv_copies=3))
-    images, prompts, info = trainer.rollout(["a", "b"])
-    assert images.shape[0] == 8 and prompts == ["a", "b"] * 4 and images.requires_grad
-    assert info["grad_steps"] == 1
+    rollout = trainer.rollout(["a", "b"])
+    assert rollout.images.shape[0] == 8 and rollout.prompts == ["a", "b"] * 4 and rollout.images.requires_grad
+    assert rollout.grad_steps == 1
 
 
 def test_resume_equals_an_uninterrupted_run(sd_path, tmp_path):
@@ -167,7 +167,8 @@ def test_kl_guard_is_logged(pipe, tmp_path):
         ({"variant": "draft-k", "k": 9}, "invalid config: k: k=9 is larger than num_inference_steps=4; use k <= num_inference_steps"),
         ({"lv_copies": 0}, "invalid config: lv_copies: Input should be greater than or equal to 1"),
         ({"learning_rate": -1}, "invalid config: learning_rate: Input should be greater than 0"),
-        ({"variant": "draft-x"}, "invalid config: variant: Input should be 'draft', 'draft-k', 'draft-random-k', 'draft-lv', 'refl' or 'ddpo'"),
+        ({"variant": "draft-x"}, "invalid config: variant: unknown variant 'draft-x'. Did you mean 'draft-k' or 'draft'? "
+                               "Registered: ddpo, draft, draft-k, draft-lv, draft-random-k, refl"),
         ({"prompts": [" "]}, "invalid config: prompts: the list is empty; give at least one prompt, a prompt_file or a prompt_set"),
         ({"negative_prompt": "ugly", "guidance_scale": 1.0}, "invalid config: guidance_scale: a negative_prompt needs guidance_scale > 1 (got 1.0); raise it or drop the negative prompt"),
         ({"lerning_rate": 1e-3}, "invalid config: lerning_rate: unknown setting; did you mean 'learning_rate'?"),
@@ -196,7 +197,7 @@ def test_config_from_toml_and_yaml_with_overrides(tmp_path):
 
 
 def test_not_a_pipeline_is_a_type_error(tmp_path):
-    with pytest.raises(TypeError, match="is not a Stable Diffusion style pipeline: missing"):
+    with pytest.raises(TypeError, match="is not a Stable Diffusion 1.x/2.x pipeline: missing"):
         Trainer(object(), "brightness", _cfg(tmp_path))
 
 

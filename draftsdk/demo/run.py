@@ -119,9 +119,9 @@ def run_demo(
 
     strip = []
     for alpha in (0.0, 0.5, 1.0):
-        trainer.unet.set_adapters([lora.ADAPTER_NAME], [alpha])
+        trainer.denoiser.set_adapters([lora.ADAPTER_NAME], [alpha])
         strip.append(trainer.evaluate([prompt], config.eval_seeds)[0])
-    trainer.unet.set_adapters([lora.ADAPTER_NAME], [1.0])
+    trainer.denoiser.set_adapters([lora.ADAPTER_NAME], [1.0])
 
     seeds = config.eval_seeds
     labels = [f"{p:.2f}" for p in p_before.tolist()] + [f"{p:.2f}" for p in p_after.tolist()]

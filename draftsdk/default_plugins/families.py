@@ -1,0 +1,16 @@
+"""The built-in model families, registered through the same hook as a third party's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..hookspecs import hookimpl
+
+
+@hookimpl
+def register_model_families(register: Any) -> None:
+    from ..models.sd import StableDiffusion
+    from ..models.sdxl import StableDiffusionXL
+
+    register(StableDiffusion)
+    register(StableDiffusionXL)

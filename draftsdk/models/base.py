@@ -1,0 +1,187 @@
+"""The model-family seam: everything that differs between SD 1.x, SDXL, SD3, FLUX... lives in one object.
+
+A [ModelFamily][draftsdk.models.ModelFamily] says which pipeline class loads a folder, turns prompts
+into a [Conditioning][draftsdk.models.Conditioning], calls the denoiser (with its guidance), gives
+the latent shape and the stepper, decodes latents to images, and names the LoRA targets and the key
+prefix of exported adapters. The sampler, the variants and the trainer only talk to this interface.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from ..errors import DraftError
+
+__all__ = ["Conditioning", "ModelFamily", "ModelLoadError"]
+
+
+class ModelLoadError(DraftError, OSError):
+    """A pipeline folder or hub id could not be loaded."""
+
+
+@dataclass
+class Conditioning:
+    """Prompt conditioning of a batch: named tensors, batch dimension first.
+
+    ``cond`` holds what the denoiser gets for the prompts; ``uncond`` the same for the negative
+    prompts when classifier-free guidance runs (else None). SD has one tensor
+    (``encoder_hidden_states``); SDXL adds ``text_embeds`` and ``time_ids``.
+
+    Examples:
+        >>> import torch
+        >>> c = Conditioning({"encoder_hidden_states": torch.zeros(2, 7, 32)})
+        >>> len(c.repeat(3)), len(c[1:])
+        (6, 1)
+    """
+
+    cond: dict[str, torch.Tensor]
+    uncond: dict[str, torch.Tensor] | None = None
+
+    def __len__(self) -> int:
+        return next(iter(self.cond.values())).shape[0]
+
+    @property
+    def guided(self) -> bool:
+        return self.uncond is not None
+
+    def _map(self, fn: Any) -> Conditioning:
+        cond = {k: fn(v) for k, v in self.cond.items()}
+        uncond = None if self.uncond is None else {k: fn(v) for k, v in self.uncond.items()}
+        return Conditioning(cond, uncond)
+
+    def __getitem__(self, index: slice | int) -> Conditioning:
+        if isinstance(index, int):
+            index = slice(index, index + 1)
+        return self._map(lambda t: t[index])
+
+    def repeat(self, n: int) -> Conditioning:
+        """``n`` copies of the batch, one after the other (rows ``b, b + B, ...`` are prompt ``b``)."""
+        return self._map(lambda t: torch.cat([t] * n))
+
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Conditioning:
+        """Move every tensor (floating tensors also cast to ``dtype`` when given)."""
+        return self._map(lambda t: t.to(device, dtype) if dtype is not None and t.is_floating_point() else t.to(device))
+
+    @staticmethod
+    def cat(parts: Sequence[Conditioning]) -> Conditioning:
+        """Concatenate batches along the batch dimension."""
+        first = parts[0]
+        cond = {k: torch.cat([p.cond[k] for p in parts]) for k in first.cond}
+        uncond = None
+        if first.uncond is not None:
+            uncond = {k: torch.cat([p.uncond[k] for p in parts]) for k in first.uncond}  # type: ignore[index]
+        return Conditioning(cond, uncond)
+
+
+class ModelFamily:
+    """Base class of a model family. Subclass it, set the class attributes, override the methods.
+
+    Register a subclass with the ``register_model_families`` hook; built-ins go through the same hook.
+
+    Attributes:
+        name: the family's key (``TrainConfig.family``, ``load_pipeline(..., family=...)``).
+        pipeline_classes: diffusers pipeline class names (``model_index.json``'s ``_class_name``)
+            this family loads; the first is used to load a folder.
+        required_components: pipeline attributes that must be present.
+        denoiser_name: the attribute that holds the denoiser (``unet`` / ``transformer``); it is
+            also the key prefix of exported LoRA files, as diffusers' loaders expect.
+        default_lora_targets: the modules a LoRA adapts when the config does not say.
+        default_steps, default_guidance: sampling defaults.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    pipeline_classes: ClassVar[tuple[str, ...]] = ()
+    required_components: ClassVar[tuple[str, ...]] = ()
+    denoiser_name: ClassVar[str] = "unet"
+    default_lora_targets: ClassVar[tuple[str, ...]] = ("to_q", "to_k", "to_v", "to_out.0")
+    default_steps: ClassVar[int] = 50
+    default_guidance: ClassVar[float] = 7.5
+    load_kwargs: ClassVar[dict[str, Any]] = {}
+
+    # -- loading and inspection ---------------------------------------------------------------------
+    def pipeline_class(self) -> Any:
+        import diffusers
+
+        return getattr(diffusers, self.pipeline_classes[0])
+
+    def load(self, model: str, *, dtype: torch.dtype | None = None) -> Any:
+        """Load a folder or hub id with this family's pipeline class (CPU; the caller moves it)."""
+        from ..plugin_utils import quiet_diffusers, quiet_transformers
+
+        kwargs = dict(self.load_kwargs)
+        if dtype is not None:
+            kwargs["torch_dtype"] = dtype
+        try:
+            with quiet_diffusers(), quiet_transformers():  # hub-lookup warnings would bury our one-line error
+                pipe = self.pipeline_class().from_pretrained(model, **kwargs)
+        except (OSError, ValueError) as exc:
+            if Path(model).exists():
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise ModelLoadError(f"cannot load the pipeline folder {model!r}: {first}") from None
+            raise ModelLoadError(
+                f"cannot load the pipeline {model!r}: it is not a local folder and not in the Hugging Face cache "
+                "(offline or unknown id); pass a folder saved with save_pretrained, or download it with network access"
+            ) from None
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    def missing_components(self, pipeline: Any) -> list[str]:
+        return [c for c in self.required_components if getattr(pipeline, c, None) is None]
+
+    def check(self, pipeline: Any) -> None:
+        """Raise TypeError naming the missing components."""
+        missing = self.missing_components(pipeline)
+        if missing:
+            raise TypeError(
+                f"{type(pipeline).__name__} is not a {self.description or self.name} pipeline: missing {', '.join(missing)} "
+                f"(needs {', '.join(self.required_components)}; load one with draftsdk.load_pipeline(path_or_id))"
+            )
+
+    def denoiser(self, pipeline: Any) -> torch.nn.Module:
+        """The module LoRA is attached to and trained (``pipeline.unet`` / ``pipeline.transformer``)."""
+        return getattr(pipeline, self.denoiser_name)
+
+    def frozen_modules(self, pipeline: Any) -> list[torch.nn.Module]:
+        """Every module with weights (denoiser, VAE, text encoders): frozen, moved and cast by the trainer."""
+        return [m for c in self.required_components if isinstance(m := getattr(pipeline, c, None), torch.nn.Module)]
+
+    def frozen_dtype(self, pipeline: Any, module: torch.nn.Module, dtype: torch.dtype) -> torch.dtype:
+        """The dtype a frozen module is kept in when training in ``dtype`` (e.g. a VAE that needs fp32)."""
+        return dtype
+
+    # -- sampling -----------------------------------------------------------------------------------
+    def default_size(self, pipeline: Any) -> tuple[int, int]:
+        """(height, width) when the config does not say."""
+        raise NotImplementedError
+
+    def size_multiple(self, pipeline: Any) -> int:
+        """Height and width must be multiples of this."""
+        raise NotImplementedError
+
+    def latent_shape(self, pipeline: Any, batch: int, height: int, width: int) -> tuple[int, ...]:
+        """Shape of the initial noise for ``batch`` images."""
+        raise NotImplementedError
+
+    def stepper(self, pipeline: Any, num_inference_steps: int, *, eta: float, height: int, width: int) -> Any:
+        """The [Stepper][draftsdk.steppers.Stepper] for this checkpoint's schedule."""
+        raise NotImplementedError
+
+    def encode(
+        self, pipeline: Any, prompts: Sequence[str], negative_prompts: Sequence[str] | None, *, guided: bool, height: int, width: int
+    ) -> Conditioning:
+        """Prompts (and negatives, when ``guided``) to conditioning, under no_grad (text encoders are frozen)."""
+        raise NotImplementedError
+
+    def predict(self, pipeline: Any, latents: torch.Tensor, timestep: float, cond: Conditioning, guidance_scale: float) -> torch.Tensor:
+        """The guided model output at ``timestep`` (the family decides how guidance is applied)."""
+        raise NotImplementedError
+
+    def decode(self, pipeline: Any, latents: torch.Tensor) -> torch.Tensor:
+        """Latents to images ``(B, 3, H, W)`` in [0, 1]."""
+        raise NotImplementedError
