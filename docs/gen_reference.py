@@ -266,7 +266,8 @@ def render_builtin_rewards() -> str:
             alias = f" (alias {', '.join(f'`{a}`' for a in aliases)})" if aliases else ""
             rows.append(f"| `{name or factory.name}`{alias} | {_options(factory)} | {_cell(doc)} |")
 
-        module.register_rewards(register)
+        if hasattr(module, "register_rewards"):
+            module.register_rewards(register)
     table = ["| name | options | description |", "| --- | --- | --- |", *sorted(rows)]
     return "\n".join(table)
 

@@ -9,6 +9,7 @@ they run as smoke tests, offline and on the CPU, through environment variables e
 
 - ``DRAFTSDK_EXAMPLE_MODEL``: a tiny random-weight Stable Diffusion pipeline saved with
   ``draftsdk.testing.save_tiny_pipeline`` (instead of the SD 1.5 hub id);
+- ``DRAFTSDK_EXAMPLE_SDXL_MODEL``: the same for Stable Diffusion XL (instead of the SDXL base id);
 - ``DRAFTSDK_EXAMPLE_SMOKE``: JSON ``TrainConfig`` overrides that shrink a run (4 DDIM steps, batch 2,
   2 updates, CPU, fp32);
 - ``DRAFTSDK_EXAMPLE_REWARDS``: JSON rewards that need no weights, for examples whose real reward does.
@@ -202,6 +203,7 @@ def prepare(workdir: Path) -> None:
 
     model = save_tiny_pipeline(workdir / "tiny-sd")
     os.environ["DRAFTSDK_EXAMPLE_MODEL"] = str(model)
+    os.environ["DRAFTSDK_EXAMPLE_SDXL_MODEL"] = str(save_tiny_pipeline(workdir / "tiny-sdxl", family="sdxl"))
     os.environ["DRAFTSDK_EXAMPLE_SMOKE"] = json.dumps(SMOKE)
     os.environ["DRAFTSDK_EXAMPLE_REWARDS"] = json.dumps(SMOKE_REWARDS)
 

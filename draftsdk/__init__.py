@@ -30,7 +30,7 @@ _LAZY = {
     "SampleOutput": "draftsdk.sampling",
     "load_pipeline": "draftsdk.sampling",
 }
-_LAZY_MODULES = {"lora", "testing", "plugins", "prompts"}
+_LAZY_MODULES = {"lora", "models", "plugins", "prompts", "sampling", "steppers", "testing", "variants"}
 
 __all__ = [
     "DraftError",
@@ -55,7 +55,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from . import lora, plugins, prompts, testing
+    from . import lora, models, plugins, prompts, sampling, steppers, testing, variants
     from .config import TrainConfig
     from .sampling import SampleOutput, load_pipeline, sample
     from .trainer import Trainer, TrainResult

@@ -68,7 +68,8 @@ class Sampler:
         num_inference_steps: T (default: the family's).
         guidance_scale: the family's guidance (CFG for SD/SDXL; ``<= 1`` runs the conditional model only).
         eta: DDIM eta (0 deterministic, 1 DDPM-like).
-        height, width: image size (default: the model's).
+        height: image height (default: the model's).
+        width: image width (default: the model's).
         checkpoint_denoiser: checkpoint each denoiser call that runs with gradient.
         checkpoint_vae: checkpoint the VAE decode when it runs with gradient.
     """
@@ -120,7 +121,8 @@ class Sampler:
 
     @property
     def guided(self) -> bool:
-        return self.guidance_scale > 1.0
+        """Whether a classifier-free-guidance batch runs (FLUX's embedded guidance needs none)."""
+        return self.family.uses_cfg(self.pipeline, self.guidance_scale)
 
     def latent_shape(self, batch: int) -> tuple[int, ...]:
         """Shape of the initial noise for ``batch`` images."""
@@ -143,6 +145,11 @@ class Sampler:
         prompts = list(prompts)
         negatives: list[str | None] = [None] * len(prompts)
         if negative_prompts is not None:
+            if not self.guided:
+                raise ValueError(
+                    f"negative prompts need classifier-free guidance, which the {self.family.name} family does not run at "
+                    f"guidance_scale={self.guidance_scale:g}; drop the negative prompts"
+                )
             negatives = list(negative_prompts)
             if len(negatives) != len(prompts):
                 raise ValueError(f"got {len(negatives)} negative prompts for {len(prompts)} prompts")
@@ -194,7 +201,7 @@ class Sampler:
         return self.stepper.add_noise(x0, index, noise)
 
     def _decode(self, latents: torch.Tensor) -> torch.Tensor:
-        return self.family.decode(self.pipeline, latents)
+        return self.family.decode(self.pipeline, latents, height=self.height, width=self.width)
 
     def decode(self, latents: torch.Tensor, grad: bool) -> torch.Tensor:
         """Latents to images in [0, 1]; checkpointed when ``grad`` and checkpoint_vae."""
@@ -266,7 +273,8 @@ def sample(
     Args:
         pipeline: a pipeline of any registered model family (SD 1.x/2.x, SDXL, ...).
         prompts: one prompt per image.
-        num_inference_steps, guidance_scale: default to the family's (SD: 50 and 7.5).
+        num_inference_steps: T (default: the family's, 50 for SD).
+        guidance_scale: the family's guidance (default: the family's, 7.5 for SD).
         grad_steps: K, the number of final steps that carry gradient (0 = plain sampling,
             ``num_inference_steps`` = full DRaFT). The VAE decode has gradient when K > 0.
         latents: initial noise x_T (default: drawn from ``generator``).

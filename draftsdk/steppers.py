@@ -188,12 +188,14 @@ class DDIMStepper:
         return (sa * x0.float() + sb * noise.float()).to(x0.dtype)
 
 
-def flow_shift_mu(image_seq_len: int, config: Mapping[str, Any] | Any) -> float:
+def flow_shift_mu(image_seq_len: int, config: Mapping[str, Any] | Any, *, default_max_shift: float = 1.15) -> float:
     """FLUX's resolution-dependent shift ``mu``: linear in the number of image tokens between
-    ``(base_image_seq_len, base_shift)`` and ``(max_image_seq_len, max_shift)`` (diffusers' ``calculate_shift``)."""
+    ``(base_image_seq_len, base_shift)`` and ``(max_image_seq_len, max_shift)`` (diffusers' ``calculate_shift``).
+
+    A config without ``max_shift`` gets ``default_max_shift`` (FluxPipeline uses 1.15, SD3's 1.16)."""
     cfg = _config_dict(config)
     base_len, max_len = cfg.get("base_image_seq_len", 256), cfg.get("max_image_seq_len", 4096)
-    base_shift, max_shift = cfg.get("base_shift", 0.5), cfg.get("max_shift", 1.15)
+    base_shift, max_shift = cfg.get("base_shift", 0.5), cfg.get("max_shift", default_max_shift)
     slope = (max_shift - base_shift) / (max_len - base_len)
     return image_seq_len * slope + base_shift - slope * base_len
 
@@ -249,7 +251,7 @@ class FlowMatchEulerStepper:
         self.sigmas = [float(s) for s in sigmas32]  # T + 1 values, the last is the terminal sigma (0)
         self._dt = [float(sigmas32[i + 1] - sigmas32[i]) for i in range(len(sigmas32) - 1)]  # in float32, as the scheduler
         self.timesteps: list[float] = [float(t) for t in scheduler.timesteps]
-        self.init_noise_sigma = float(scheduler.init_noise_sigma)
+        self.init_noise_sigma = 1.0  # x_T is plain Gaussian noise at sigma = 1
 
     @property
     def num_steps(self) -> int:

@@ -35,6 +35,8 @@ __all__ = [
     "tiny_scheduler",
     "tiny_pipeline",
     "tiny_sdxl_pipeline",
+    "tiny_sd3_pipeline",
+    "tiny_flux_pipeline",
     "save_tiny_pipeline",
     "smooth_image",
 ]
@@ -174,10 +176,11 @@ def tiny_scheduler(kind: str = "ddim", prediction_type: str = "epsilon") -> Any:
     common = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1, prediction_type=prediction_type)
     if kind == "ddim":
         return DDIMScheduler(clip_sample=False, set_alpha_to_one=False, **common)
-    if kind == "pndm":
+    if kind == "pndm":  # as the hub's SD 1.5 scheduler_config.json: PNDM has no clip_sample setting
         return PNDMScheduler(skip_prk_steps=True, set_alpha_to_one=False, **common)
-    if kind == "euler":
-        return EulerDiscreteScheduler(timestep_spacing="leading", **common)
+    if kind == "euler":  # as SDXL base's scheduler_config.json, which keeps DDIM settings Euler ignores
+        extra = {"clip_sample": False, "set_alpha_to_one": False, "skip_prk_steps": True, "sample_max_value": 1.0}
+        return EulerDiscreteScheduler.from_config({**common, "timestep_spacing": "leading", "interpolation_type": "linear", **extra})
     raise ValueError(f"unknown scheduler kind {kind!r}; use ddim, pndm or euler")
 
 
@@ -301,11 +304,100 @@ def tiny_sdxl_pipeline(seed: int = 0, sample_size: int = 8, *, scheduler: str = 
     )
 
 
-TINY_BUILDERS = {"sd": tiny_pipeline, "sdxl": tiny_sdxl_pipeline}
+def _tiny_flow_vae(latent_channels: int) -> Any:
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=latent_channels,
+        block_out_channels=(32, 64),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        layers_per_block=1,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+        shift_factor=0.0609,
+        scaling_factor=1.5035,
+    )
+
+
+def _tiny_t5(tokenizer: Any, width: int) -> Any:
+    from transformers import T5Config, T5EncoderModel
+
+    return T5EncoderModel(
+        T5Config(vocab_size=len(tokenizer), d_model=width, d_ff=64, d_kv=8, num_layers=2, num_heads=4,
+                 relative_attention_num_buckets=8, pad_token_id=tokenizer.pad_token_id, decoder_start_token_id=0)
+    )
+
+
+def tiny_sd3_pipeline(seed: int = 0, sample_size: int = 8, *, shift: float = 3.0, t5: bool = True) -> Any:
+    """A random-weight ``StableDiffusion3Pipeline`` at toy size: an SD3 MMDiT with two joint blocks,
+    two CLIP encoders with projections, a T5 encoder (``t5=False`` leaves it out, as SD3 allows), a
+    16-channel VAE with SD3's scaling and shift factors, and a flow-matching scheduler with ``shift``.
+
+    The T5 tokenizer is the tiny CLIP BPE tokenizer cut to 32 tokens (no T5 vocabulary ships offline).
+    """
+    import torch
+    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+    torch.manual_seed(seed)
+    transformer = SD3Transformer2DModel(
+        sample_size=sample_size, patch_size=1, in_channels=16, out_channels=16, num_layers=2, attention_head_dim=8,
+        num_attention_heads=4, caption_projection_dim=32, joint_attention_dim=64, pooled_projection_dim=64,
+    )
+    tokenizer = tiny_clip_tokenizer()
+    encoders = [CLIPTextModelWithProjection(CLIPTextConfig(**_tiny_text_config(tokenizer, 32))) for _ in range(2)]
+    tokenizer_3 = tiny_clip_tokenizer(model_max_length=32) if t5 else None
+    return StableDiffusion3Pipeline(
+        transformer=transformer,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=shift),
+        vae=_tiny_flow_vae(16),
+        text_encoder=encoders[0],
+        tokenizer=tokenizer,
+        text_encoder_2=encoders[1],
+        tokenizer_2=tiny_clip_tokenizer(),
+        text_encoder_3=_tiny_t5(tokenizer_3, 64) if t5 else None,
+        tokenizer_3=tokenizer_3,
+    )
+
+
+def tiny_flux_pipeline(seed: int = 0, *, guidance_embeds: bool = True) -> Any:
+    """A random-weight ``FluxPipeline`` at toy size (``guidance_embeds=False`` is schnell-shaped): one
+    double- and one single-stream block, CLIP + T5 (T5 tokenized by the tiny CLIP BPE tokenizer, 32
+    tokens), a 4-channel VAE packed 2x2 into 16-channel tokens, and FLUX's dynamically shifted schedule.
+    Its default image is 512 px; sample it at 32x32 (8 image tokens... at toy sizes, pass height/width)."""
+    import torch
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    transformer = FluxTransformer2DModel(
+        patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=2,
+        joint_attention_dim=32, pooled_projection_dim=32, axes_dims_rope=[4, 4, 8], guidance_embeds=guidance_embeds,
+    )
+    tokenizer = tiny_clip_tokenizer()
+    tokenizer_2 = tiny_clip_tokenizer(model_max_length=32)
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15, base_image_seq_len=256, max_image_seq_len=4096, shift=3.0
+    )
+    return FluxPipeline(
+        transformer=transformer,
+        scheduler=scheduler,
+        vae=_tiny_flow_vae(4),
+        text_encoder=CLIPTextModel(CLIPTextConfig(**_tiny_text_config(tokenizer, 32))),
+        tokenizer=tokenizer,
+        text_encoder_2=_tiny_t5(tokenizer_2, 32),
+        tokenizer_2=tokenizer_2,
+    )
+
+
+TINY_BUILDERS = {"sd": tiny_pipeline, "sdxl": tiny_sdxl_pipeline, "sd3": tiny_sd3_pipeline, "flux": tiny_flux_pipeline}
 
 
 def save_tiny_pipeline(path: str | os.PathLike[str], family: str = "sd", **kwargs: Any) -> Path:
-    """Build a tiny pipeline of ``family`` (``sd``, ``sdxl``) and ``save_pretrained`` it to ``path``.
+    """Build a tiny pipeline of ``family`` (``sd``, ``sdxl``, ``sd3``, ``flux``) and ``save_pretrained`` it to ``path``.
 
     Keyword arguments go to the builder ([tiny_pipeline][draftsdk.testing.tiny_pipeline],
     [tiny_sdxl_pipeline][draftsdk.testing.tiny_sdxl_pipeline]).

@@ -40,7 +40,7 @@ def results(tmp_path_factory) -> dict[str, dict]:
     """Run all examples once (one subprocess that forks one child per example)."""
     workdir = tmp_path_factory.mktemp("docs-examples")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "NO_MKDOCS_2_WARNING": "1", "OMP_NUM_THREADS": "1"}
-    for name in ("DRAFTSDK_EXAMPLE_MODEL", "DRAFTSDK_EXAMPLE_SMOKE", "DRAFTSDK_EXAMPLE_REWARDS"):
+    for name in ("DRAFTSDK_EXAMPLE_MODEL", "DRAFTSDK_EXAMPLE_SDXL_MODEL", "DRAFTSDK_EXAMPLE_SMOKE", "DRAFTSDK_EXAMPLE_REWARDS"):
         env.pop(name, None)
     out = subprocess.run(
         [sys.executable, str(RUNNER), "--json", "--workdir", str(workdir / "work")],
@@ -54,7 +54,8 @@ def results(tmp_path_factory) -> dict[str, dict]:
 def test_there_are_examples():
     assert len(SCRIPTS) >= 8, SCRIPTS
     for needed in ("custom_reward.py", "combine_rewards.py", "lora_scale_mix.py", "resume.py",
-                   "train_ddp.py", "variants.py", "sd15_aesthetic.py", "cli_tour.sh"):
+                   "train_ddp.py", "variants.py", "sd15_aesthetic.py", "cli_tour.sh", "model_families.py",
+                   "custom_variant.py"):
         assert needed in SCRIPTS
 
 

@@ -9,8 +9,10 @@ from ..hookspecs import hookimpl
 
 @hookimpl
 def register_model_families(register: Any) -> None:
+    from ..models.flux import Flux
     from ..models.sd import StableDiffusion
+    from ..models.sd3 import StableDiffusion3
     from ..models.sdxl import StableDiffusionXL
 
-    register(StableDiffusion)
-    register(StableDiffusionXL)
+    for family in (StableDiffusion, StableDiffusionXL, StableDiffusion3, Flux):
+        register(family)

@@ -9,7 +9,7 @@ prefix of exported adapters. The sampler, the variants and the trainer only talk
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -29,8 +29,9 @@ class Conditioning:
     """Prompt conditioning of a batch: named tensors, batch dimension first.
 
     ``cond`` holds what the denoiser gets for the prompts; ``uncond`` the same for the negative
-    prompts when classifier-free guidance runs (else None). SD has one tensor
-    (``encoder_hidden_states``); SDXL adds ``text_embeds`` and ``time_ids``.
+    prompts when classifier-free guidance runs (else None); ``shared`` what is the same for every
+    image (kept as is by slicing and concatenation). SD has one tensor (``encoder_hidden_states``);
+    SDXL adds ``text_embeds`` and ``time_ids``; FLUX shares its position ids.
 
     Examples:
         >>> import torch
@@ -41,6 +42,7 @@ class Conditioning:
 
     cond: dict[str, torch.Tensor]
     uncond: dict[str, torch.Tensor] | None = None
+    shared: dict[str, torch.Tensor] = field(default_factory=dict)  # not per image (FLUX's position ids)
 
     def __len__(self) -> int:
         return next(iter(self.cond.values())).shape[0]
@@ -52,7 +54,7 @@ class Conditioning:
     def _map(self, fn: Any) -> Conditioning:
         cond = {k: fn(v) for k, v in self.cond.items()}
         uncond = None if self.uncond is None else {k: fn(v) for k, v in self.uncond.items()}
-        return Conditioning(cond, uncond)
+        return Conditioning(cond, uncond, self.shared)
 
     def __getitem__(self, index: slice | int) -> Conditioning:
         if isinstance(index, int):
@@ -65,7 +67,9 @@ class Conditioning:
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Conditioning:
         """Move every tensor (floating tensors also cast to ``dtype`` when given)."""
-        return self._map(lambda t: t.to(device, dtype) if dtype is not None and t.is_floating_point() else t.to(device))
+        moved = self._map(lambda t: t.to(device, dtype) if dtype is not None and t.is_floating_point() else t.to(device))
+        moved.shared = {k: v.to(device) for k, v in self.shared.items()}
+        return moved
 
     @staticmethod
     def cat(parts: Sequence[Conditioning]) -> Conditioning:
@@ -75,7 +79,7 @@ class Conditioning:
         uncond = None
         if first.uncond is not None:
             uncond = {k: torch.cat([p.uncond[k] for p in parts]) for k in first.uncond}  # type: ignore[index]
-        return Conditioning(cond, uncond)
+        return Conditioning(cond, uncond, first.shared)
 
 
 class ModelFamily:
@@ -115,6 +119,12 @@ class ModelFamily:
         from ..plugin_utils import quiet_diffusers, quiet_transformers
 
         kwargs = dict(self.load_kwargs)
+        index = Path(model) / "model_index.json"
+        if index.is_file():  # components saved as None (SD3 without T5) must be passed as None again
+            import json
+
+            entries = json.loads(index.read_text(encoding="utf-8"))
+            kwargs.update({k: None for k, v in entries.items() if isinstance(v, list) and v and v[0] is None and k not in kwargs})
         if dtype is not None:
             kwargs["torch_dtype"] = dtype
         try:
@@ -178,10 +188,14 @@ class ModelFamily:
         """Prompts (and negatives, when ``guided``) to conditioning, under no_grad (text encoders are frozen)."""
         raise NotImplementedError
 
+    def uses_cfg(self, pipeline: Any, guidance_scale: float) -> bool:
+        """Whether sampling runs a classifier-free-guidance batch (negative prompts) at this scale."""
+        return guidance_scale > 1.0
+
     def predict(self, pipeline: Any, latents: torch.Tensor, timestep: float, cond: Conditioning, guidance_scale: float) -> torch.Tensor:
         """The guided model output at ``timestep`` (the family decides how guidance is applied)."""
         raise NotImplementedError
 
-    def decode(self, pipeline: Any, latents: torch.Tensor) -> torch.Tensor:
-        """Latents to images ``(B, 3, H, W)`` in [0, 1]."""
+    def decode(self, pipeline: Any, latents: torch.Tensor, *, height: int, width: int) -> torch.Tensor:
+        """Latents to images ``(B, 3, height, width)`` in [0, 1] (the size unpacks packed latents)."""
         raise NotImplementedError

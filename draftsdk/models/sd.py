@@ -91,7 +91,7 @@ class StableDiffusion(ModelFamily):
     def unscale_latents(self, pipeline: Any, latents: torch.Tensor) -> torch.Tensor:
         return latents / pipeline.vae.config.scaling_factor
 
-    def decode(self, pipeline: Any, latents: torch.Tensor) -> torch.Tensor:
+    def decode(self, pipeline: Any, latents: torch.Tensor, *, height: int, width: int) -> torch.Tensor:
         vae = pipeline.vae
         image = vae.decode(self.unscale_latents(pipeline, latents).to(vae.dtype), return_dict=False)[0]
         return (image / 2 + 0.5).clamp(0, 1)

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..errors import DraftError
 from .base import StepContext, StepResult, Variant, batch_diversity
 
 __all__ = ["DDPO", "PerPromptStats", "gaussian_log_prob"]
@@ -101,14 +102,17 @@ class DDPO(Variant):
                 for index in range(T):
                     out = s.model_output(latents, index, cond, grad=False)
                     step = s.step(index, latents, out, s.variance_noise(latents.shape, ctx.noise_gen))
-                    trajectory.append((index, latents, step.prev, gaussian_log_prob(step.prev, step.mean, step.std)))
+                    if step.std > 0:  # a deterministic step (e.g. to alpha = 1 at the end) has no log-probability
+                        trajectory.append((index, latents, step.prev, gaussian_log_prob(step.prev, step.mean, step.std)))
                     latents = step.prev
                 images = s.decode(latents, grad=False)
         scores = ctx.score(images, prompts)
         advantages = self.stats.advantages(list(prompts), scores.total)
         advantages = advantages.clamp(-opts.ddpo_adv_clip, opts.ddpo_adv_clip).to(s.device)
-        n_train = max(1, round(T * opts.ddpo_train_fraction))
-        chosen = sorted(ctx.rng.sample(range(T), n_train))
+        if not trajectory:
+            raise DraftError("ddpo: no sampling step is stochastic (eta > 0 gives every step a variance); raise eta")
+        n_train = min(len(trajectory), max(1, round(T * opts.ddpo_train_fraction)))
+        chosen = sorted(ctx.rng.sample(range(len(trajectory)), n_train))
         ctx.use_checkpointing(1)
         total_loss, clipped = 0.0, 0.0
         finite = bool(torch.isfinite(scores.total).all())

@@ -1,0 +1,106 @@
+"""Stable Diffusion 3 / 3.5: ``StableDiffusion3Pipeline``, an MMDiT transformer, rectified flow.
+
+Three text encoders (two CLIP with pooled projections, one T5, which may be absent: then its part of
+the embeddings is zeros, as the pipeline does), true classifier-free guidance, 16-channel latents
+decoded with the VAE's ``scaling_factor`` and ``shift_factor``, and the flow-matching Euler stepper
+with the checkpoint's static ``shift`` (3.0 for SD3/3.5) or its dynamic shift. LoRA adapts the
+transformer's attention projections, including the context stream's ``add_*_proj``/``to_add_out``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from ..steppers import FlowMatchEulerStepper, flow_shift_mu
+from .base import Conditioning, ModelFamily
+
+__all__ = ["StableDiffusion3"]
+
+
+class StableDiffusion3(ModelFamily):
+    """Stable Diffusion 3/3.5 (MMDiT transformer, CLIP x2 + T5, flow matching)."""
+
+    name = "sd3"
+    description = "Stable Diffusion 3/3.5"
+    pipeline_classes = ("StableDiffusion3Pipeline",)
+    required_components = ("transformer", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler")
+    optional_components = ("text_encoder_3",)
+    denoiser_name = "transformer"
+    default_lora_targets = ("to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out")
+    default_steps = 28
+    default_guidance = 7.0
+
+    def max_sequence_length(self, pipeline: Any) -> int:
+        """T5 tokens: 256 (the pipeline's default), or fewer when the T5 tokenizer is shorter."""
+        tokenizer = getattr(pipeline, "tokenizer_3", None)
+        return int(min(256, getattr(tokenizer, "model_max_length", 256) if tokenizer is not None else 256))
+
+    def frozen_modules(self, pipeline: Any) -> list[torch.nn.Module]:
+        names = (*self.required_components, *self.optional_components)
+        return [m for c in names if isinstance(m := getattr(pipeline, c, None), torch.nn.Module)]
+
+    # -- shapes -----------------------------------------------------------------------------------
+    def vae_scale_factor(self, pipeline: Any) -> int:
+        return 2 ** (len(pipeline.vae.config.block_out_channels) - 1)
+
+    def default_size(self, pipeline: Any) -> tuple[int, int]:
+        size = int(pipeline.transformer.config.sample_size) * self.vae_scale_factor(pipeline)
+        return size, size
+
+    def size_multiple(self, pipeline: Any) -> int:
+        return self.vae_scale_factor(pipeline) * int(pipeline.transformer.config.patch_size)
+
+    def latent_shape(self, pipeline: Any, batch: int, height: int, width: int) -> tuple[int, ...]:
+        f = self.vae_scale_factor(pipeline)
+        return (batch, int(pipeline.transformer.config.in_channels), height // f, width // f)
+
+    def stepper(self, pipeline: Any, num_inference_steps: int, *, eta: float, height: int, width: int) -> FlowMatchEulerStepper:
+        config = {**pipeline.scheduler.config, "_class_name": type(pipeline.scheduler).__name__}
+        mu = None
+        if config.get("use_dynamic_shifting"):
+            patch, f = int(pipeline.transformer.config.patch_size), self.vae_scale_factor(pipeline)
+            mu = flow_shift_mu((height // f // patch) * (width // f // patch), config, default_max_shift=1.16)
+        return FlowMatchEulerStepper(config, num_inference_steps, mu=mu)
+
+    # -- conditioning and the denoiser ------------------------------------------------------------
+    @torch.no_grad()
+    def encode(
+        self, pipeline: Any, prompts: Sequence[str], negative_prompts: Sequence[str] | None, *, guided: bool, height: int, width: int
+    ) -> Conditioning:
+        device = pipeline.text_encoder.device
+        cond, uncond, pooled, uncond_pooled = pipeline.encode_prompt(
+            list(prompts), None, None, device=device, num_images_per_prompt=1, do_classifier_free_guidance=guided,
+            negative_prompt=list(negative_prompts) if negative_prompts else None, max_sequence_length=self.max_sequence_length(pipeline),
+        )
+        text = {"encoder_hidden_states": cond, "pooled_projections": pooled}
+        negative = {"encoder_hidden_states": uncond, "pooled_projections": uncond_pooled} if guided else None
+        return Conditioning(text, negative)
+
+    def predict(self, pipeline: Any, latents: torch.Tensor, timestep: Any, cond: Conditioning, guidance_scale: float) -> torch.Tensor:
+        transformer = pipeline.transformer
+        if cond.uncond is not None:
+            model_in = torch.cat([latents, latents])
+            merged = {k: torch.cat([cond.uncond[k], cond.cond[k]]) for k in cond.cond}
+        else:
+            model_in, merged = latents, cond.cond
+        out = transformer(
+            hidden_states=model_in.to(transformer.dtype),
+            timestep=timestep.expand(model_in.shape[0]),
+            encoder_hidden_states=merged["encoder_hidden_states"],
+            pooled_projections=merged["pooled_projections"],
+            return_dict=False,
+        )[0]
+        if cond.uncond is None:
+            return out
+        uncond, text = out.chunk(2)
+        return uncond + guidance_scale * (text - uncond)
+
+    # -- decoding -----------------------------------------------------------------------------------
+    def decode(self, pipeline: Any, latents: torch.Tensor, *, height: int, width: int) -> torch.Tensor:
+        vae = pipeline.vae
+        scaled = latents / vae.config.scaling_factor + (vae.config.shift_factor or 0.0)
+        image = vae.decode(scaled.to(vae.dtype), return_dict=False)[0]
+        return (image / 2 + 0.5).clamp(0, 1)
