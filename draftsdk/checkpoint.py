@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from .atomic import write_text_atomic
 from .errors import DraftError
 
 __all__ = ["check_run_dir", "prepare_run_dir", "save_checkpoint", "latest_checkpoint", "load_checkpoint_state", "CHECKPOINT_RE"]
@@ -39,21 +40,6 @@ def _fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def check_run_dir(path: Path, *, overwrite: bool, resume: bool) -> None:

@@ -161,7 +161,8 @@ def _sample(args: argparse.Namespace) -> int:
     import torch
 
     from . import lora
-    from .images import make_grid, save_png
+    from .atomic import check_output_path
+    from .images import IMAGE_FORMATS, make_grid, save_image
     from .sampling import Sampler, load_pipeline
 
     seeds = [int(x) for x in _floats(args.seeds, "--seeds")]
@@ -174,6 +175,9 @@ def _sample(args: argparse.Namespace) -> int:
     for path, _ in specs:
         if not Path(path).is_file():
             raise FileNotFoundError(f"LoRA file {path!r} does not exist")
+    check_output_path(args.output, [p for p, _ in specs], overwrite=args.overwrite)
+    if Path(args.output).suffix.lower() not in IMAGE_FORMATS:
+        raise ValueError(f"-o {args.output}: use a .png, .jpg or .webp file name")
     pipe = load_pipeline(args.model, device=args.device)
     names = [lora.load_lora(pipe, path, f"lora{i}", trust_pickle=args.trust_pickle) for i, (path, _) in enumerate(specs)]
     sampler = Sampler(pipe, num_inference_steps=args.steps, guidance_scale=args.guidance, height=args.height, width=args.width)
@@ -191,7 +195,7 @@ def _sample(args: argparse.Namespace) -> int:
     row_labels = [f"{p[:24]} / seed {s}" for p, s in rows]
     grid = make_grid(grid_images, ncol=len(scales), row_labels=row_labels, col_labels=labels,
                      scale=max(1, 128 // grid_images.shape[-1]))
-    out = save_png(grid, args.output)
+    out = save_image(grid, args.output)
     print(f"wrote {out} ({len(rows)} rows x {len(scales)} columns)")
     return 0
 
@@ -201,7 +205,10 @@ def _lora(args: argparse.Namespace) -> int:
     from . import lora
 
     if args.lora_command == "mix":
+        from .atomic import check_output_path
+
         inputs = [lora.parse_weighted_path(text) for text in args.inputs]
+        check_output_path(args.output, [p for p, _ in inputs], overwrite=args.overwrite)
         out = lora.mix_files(inputs, args.output, trust_pickle=args.trust_pickle)
         mixed = lora.read_lora(out)
         print(f"wrote {out}: {len(mixed.modules())} modules, rank {mixed.rank}")
@@ -262,13 +269,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=None, help="image width (default: the model's)")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     p.add_argument("--trust-pickle", action="store_true", help="allow .bin/.pt LoRA files (loaded with weights_only=True)")
-    p.add_argument("-o", "--output", required=True, help="output PNG")
+    p.add_argument("-o", "--output", required=True, help="output image (.png, .jpg or .webp: the suffix picks the format)")
+    p.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
 
     p = sub.add_parser("lora", help="inspect or mix LoRA files")
     lsub = p.add_subparsers(dest="lora_command", metavar="ACTION", required=True)
     q = lsub.add_parser("mix", help="write one adapter equal to the weighted sum of several (exact)")
     q.add_argument("inputs", nargs="+", metavar="FILE[:WEIGHT]", help="LoRA files with weights")
-    q.add_argument("-o", "--output", required=True, help="output .safetensors file")
+    q.add_argument("-o", "--output", required=True, help="output .safetensors file (never one of the inputs)")
+    q.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
     q.add_argument("--trust-pickle", action="store_true", help="allow .bin/.pt inputs (loaded with weights_only=True)")
     q = lsub.add_parser("info", help="print a LoRA file's rank, targets and draftsdk metadata")
     q.add_argument("file", help="LoRA file")

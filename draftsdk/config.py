@@ -118,11 +118,20 @@ class TrainConfig(BaseModel):
 
     # hardware
     device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:1', ...")
-    mixed_precision: Literal["no", "bf16", "fp16"] = Field("no", description="Frozen weights in half precision, LoRA in fp32, autocast.")
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
+        "auto", description="Frozen weights in half precision, LoRA in fp32, autocast; auto = bf16 on CUDA, no on the CPU."
+    )
+    tf32: bool = Field(True, description="Allow TF32 matrix multiplications on CUDA (Ampere and newer).")
     checkpointing: Literal["auto", "always", "never"] = Field(
         "auto", description="Gradient checkpointing of each UNet call with grad: auto = when more than one step has grad."
     )
-    checkpoint_vae: bool = Field(True, description="Also checkpoint the VAE decode (its activations are the largest at 512 px).")
+    checkpoint_vae: bool = Field(True, description="Checkpoint the VAE decoder block by block (its activations are the largest at 512 px).")
+    checkpoint_blocks: bool = Field(
+        False, description="Also checkpoint each block inside the denoiser (bounds the recompute peak of big transformers, e.g. FLUX)."
+    )
+    offload_text_encoders: bool = Field(
+        False, description="Encode every prompt once at the start, then move the text encoders to the CPU (T5-XXL is ~9.5 GB)."
+    )
     seed: int = Field(0, description="Seed of prompts, noise and K draws (each process adds its rank).")
 
     # run directory, logging, checkpoints
@@ -134,6 +143,9 @@ class TrainConfig(BaseModel):
     eval_every: int = Field(100, ge=1, description="Image grid and evaluation reward every N updates.")
     eval_prompts: list[str] | None = Field(None, description="Fixed evaluation prompts (default: the first 4 training prompts).")
     eval_seeds: list[int] = Field([0, 1], min_length=1, description="Seeds of the evaluation images.")
+    eval_rewards: dict[str, Any] | None = Field(
+        None, description="Rewards scored on the evaluation images and logged as eval/<name>, not optimised (non-differentiable ones too)."
+    )
     progress: bool = Field(True, description="Show a progress bar.")
     tensorboard: bool = Field(True, description="Write TensorBoard scalars when tensorboard is installed.")
 
@@ -160,6 +172,8 @@ class TrainConfig(BaseModel):
             raise ValueError("resume: resume and overwrite exclude each other; choose one")
         if self.rewards is not None and not self.rewards:
             raise ValueError("rewards: empty; give at least one reward, e.g. {brightness = 1.0}")
+        if self.eval_rewards is not None and not self.eval_rewards:
+            raise ValueError("eval_rewards: empty; leave it out or give at least one reward, e.g. {contrast = 1.0}")
         return self
 
     def variant_class(self) -> Any:

@@ -26,6 +26,7 @@ class Evaluator:
         seeds: one image per seed and prompt.
         negative_prompt: the config's negative prompt.
         autocast: a context-manager factory for the sampling part.
+        watched: rewards scored on the same images and logged as ``eval/<name>`` (not optimised).
     """
 
     def __init__(
@@ -36,10 +37,12 @@ class Evaluator:
         *,
         negative_prompt: str | None = None,
         autocast: Any = contextlib.nullcontext,
+        watched: WeightedSum | None = None,
     ) -> None:
         self.sampler, self.objective, self.seeds = sampler, objective, list(seeds)
         self.negative_prompt = negative_prompt
         self.autocast = autocast
+        self.watched = watched
 
     def noise(self) -> torch.Tensor:
         return torch.cat([self.sampler.initial_noise(1, torch.Generator().manual_seed(seed)) for seed in self.seeds])
@@ -63,6 +66,12 @@ class Evaluator:
         images, scores = self.evaluate(prompts)
         record: dict[str, Any] = {"kind": "eval", "step": step, **{f"eval/{k.split('/', 1)[1]}": v for k, v in scores.summary().items()}}
         record["eval/diversity"] = batch_diversity(images)
+        if self.watched is not None:
+            with torch.no_grad():
+                watched = self.watched.evaluate(images, [p for p in prompts for _ in self.seeds])
+            for label, values in watched.terms.items():
+                record[f"eval/{label}"] = float(values.float().mean())
+                record[f"eval/{label}/std"] = float(values.float().std(unbiased=False))
         if grid_path is not None:
             labels = [p if len(p) <= 28 else p[:25] + "..." for p in prompts]
             grid = make_grid(

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-__all__ = ["make_grid", "plot_lines", "save_png", "to_pil"]
+__all__ = ["make_grid", "plot_lines", "save_image", "save_png", "to_pil"]
 
 PALETTE = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (255, 127, 14), (148, 103, 189), (140, 86, 75), (23, 190, 207)]
 
@@ -141,16 +140,24 @@ def plot_lines(
     return img
 
 
+IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+
+
 def save_png(image: Image.Image, path: str | os.PathLike[str]) -> Path:
-    """Save atomically (temporary file, then rename)."""
+    """Save as PNG, atomically (temporary file, then rename)."""
+    from .atomic import atomic_write
+
+    return atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
+
+
+def save_image(image: Image.Image, path: str | os.PathLike[str]) -> Path:
+    """Save atomically in the format the suffix names (.png, .jpg/.jpeg, .webp); another suffix is refused."""
+    from .atomic import atomic_write
+    from .errors import DraftError
+
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".png", dir=target.parent)
-    os.close(fd)
-    try:
-        image.save(tmp, format="PNG")
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return target
+    fmt = IMAGE_FORMATS.get(target.suffix.lower())
+    if fmt is None:
+        raise DraftError(f"cannot write {str(target)!r}: use a .png, .jpg or .webp file name")
+    rgb = image.convert("RGB") if fmt == "JPEG" else image
+    return atomic_write(target, lambda tmp: rgb.save(tmp, format=fmt, **({"quality": 95} if fmt == "JPEG" else {})))

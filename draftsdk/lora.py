@@ -29,7 +29,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -123,17 +122,9 @@ def _adapter_config(unet: Any, adapter_name: str) -> dict[str, Any]:
 def _atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
     from safetensors.torch import save_file
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    from .atomic import atomic_write
+
+    atomic_write(path, lambda tmp: save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata))
 
 
 def _pack(
@@ -427,6 +418,9 @@ def mix_files(
     """
     if not inputs:
         raise LoraError("mix: no input files given; pass at least one FILE:WEIGHT")
+    from .atomic import check_output_path
+
+    check_output_path(output, [p for p, _ in inputs], overwrite=True)  # an input is never replaced
     weights = [float(w) for _, w in inputs]
     if not all(math.isfinite(w) for w in weights):
         raise LoraError("mix: weights must be finite numbers")

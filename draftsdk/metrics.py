@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import write_text_atomic
+from .atomic import write_text_atomic
 
 __all__ = ["MetricsLog", "merge_metrics"]
 

@@ -2,7 +2,7 @@
 
 The first ``T - K`` steps run under ``torch.no_grad()``, the last ``K`` with gradient, each
 denoiser call with gradient wrapped in ``torch.utils.checkpoint`` (non-reentrant) and the VAE
-decode checkpointed too. It never goes through ``pipeline.__call__`` (which runs under no_grad) and
+decoder checkpointed block by block. It never goes through ``pipeline.__call__`` (which runs under no_grad) and
 never touches the pipeline's own scheduler: the [stepper][draftsdk.steppers] is pure. Latents and
 the step algebra stay in float32; only the denoiser's input is cast to its dtype.
 
@@ -71,7 +71,7 @@ class Sampler:
         height: image height (default: the model's).
         width: image width (default: the model's).
         checkpoint_denoiser: checkpoint each denoiser call that runs with gradient.
-        checkpoint_vae: checkpoint the VAE decode when it runs with gradient.
+        checkpoint_vae: checkpoint the VAE decoder's blocks when the decode runs with gradient.
     """
 
     def __init__(
@@ -165,6 +165,7 @@ class Sampler:
                 height=self.height,
                 width=self.width,
             )
+            encoded = encoded.to(self.device)  # the text encoders may live elsewhere (offload_text_encoders)
             for i, key in enumerate(missing):
                 self._cache[key] = encoded[i]
         return Conditioning.cat([self._cache[k] for k in keys])
@@ -204,12 +205,20 @@ class Sampler:
         return self.family.decode(self.pipeline, latents, height=self.height, width=self.width)
 
     def decode(self, latents: torch.Tensor, grad: bool) -> torch.Tensor:
-        """Latents to images in [0, 1]; checkpointed when ``grad`` and checkpoint_vae."""
+        """Latents to images in [0, 1]; with ``grad`` and checkpoint_vae, each VAE block is checkpointed.
+
+        Per-block checkpointing (diffusers' ``enable_gradient_checkpointing``) bounds the peak of the
+        backward pass to one decoder block; checkpointing the whole decode would recompute all of its
+        activations at once, which is the peak it was meant to avoid.
+        """
         if not grad:
             with torch.no_grad():
                 return self._decode(latents)
+        vae = self.pipeline.vae
+        if getattr(vae, "_supports_gradient_checkpointing", False) and vae.is_gradient_checkpointing != self.checkpoint_vae:
+            vae.enable_gradient_checkpointing() if self.checkpoint_vae else vae.disable_gradient_checkpointing()
         with torch.enable_grad():
-            if self.checkpoint_vae:
+            if self.checkpoint_vae and not getattr(vae, "_supports_gradient_checkpointing", False):
                 return checkpoint(self._decode, latents, use_reentrant=False)
             return self._decode(latents)
 

@@ -33,7 +33,8 @@ from typing import Any
 import torch
 
 from . import lora as lora_lib
-from .checkpoint import check_run_dir, latest_checkpoint, load_checkpoint_state, prepare_run_dir, save_checkpoint, write_text_atomic
+from .atomic import write_text_atomic
+from .checkpoint import check_run_dir, latest_checkpoint, load_checkpoint_state, prepare_run_dir, save_checkpoint
 from .config import ConfigError, TrainConfig
 from .distributed import DistContext
 from .errors import DraftError
@@ -117,7 +118,8 @@ def _memory_hint(config: TrainConfig, k: int) -> str:
         f"batch_size={config.batch_size} (lower it and raise grad_accum_steps={config.grad_accum_steps}), "
         f"gradient steps K={k} (variant={config.variant}; draft-lv/draft-k with small k need least), "
         f"checkpointing={config.checkpointing!r} ('always' checkpoints every denoiser call), "
-        f"checkpoint_vae={config.checkpoint_vae}, resolution={resolution}, "
+        f"checkpoint_vae={config.checkpoint_vae}, checkpoint_blocks={config.checkpoint_blocks} (True checkpoints each "
+        f"block inside the denoiser), offload_text_encoders={config.offload_text_encoders}, resolution={resolution}, "
         f"mixed_precision={config.mixed_precision!r} ('bf16' halves the frozen weights)"
     )
 
@@ -138,13 +140,17 @@ class Trainer:
         objective: a reward name, a Reward, a ``{name_or_reward: weight}`` mapping or a
             [WeightedSum][draftsdk.WeightedSum].
         config: a [TrainConfig][draftsdk.TrainConfig]; keyword ``overrides`` replace its fields.
+        eval_rewards: rewards scored on the evaluation images and logged as ``eval/<name>`` but not
+            optimised (any form ``objective`` takes; default: ``config.eval_rewards``).
 
     Examples:
         >>> trainer = Trainer("path/to/sd-1-5", {"aesthetic": 1.0}, TrainConfig(steps=500))  # doctest: +SKIP
         >>> trainer.fit(prompt_set="simple-animals")  # doctest: +SKIP
     """
 
-    def __init__(self, pipeline: Any, objective: Any, config: TrainConfig | None = None, **overrides: Any) -> None:
+    def __init__(
+        self, pipeline: Any, objective: Any, config: TrainConfig | None = None, *, eval_rewards: Any = None, **overrides: Any
+    ) -> None:
         config = config or TrainConfig()
         if overrides:
             config = TrainConfig.build({**config.model_dump(), **overrides})
@@ -161,6 +167,8 @@ class Trainer:
         self.family = check_pipeline(pipeline, config.family)
         self.pipeline = pipeline
         self.objective: WeightedSum = objective if isinstance(objective, WeightedSum) else combine(objective)
+        watched = eval_rewards if eval_rewards is not None else config.eval_rewards
+        self.watched = None if watched is None else watched if isinstance(watched, WeightedSum) else combine(watched)
         cfg = config
         self.sampler = Sampler(
             pipeline,
@@ -187,11 +195,22 @@ class Trainer:
 
     # -- set-up ---------------------------------------------------------------------------------
     @property
+    def precision(self) -> str:
+        """The resolved ``mixed_precision``: ``auto`` is bf16 on CUDA and no on the CPU."""
+        mode = self.config.mixed_precision
+        if mode == "auto":
+            return "bf16" if self.device.type == "cuda" else "no"
+        return mode
+
+    @property
     def compute_dtype(self) -> torch.dtype:
-        return {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.config.mixed_precision]
+        return {"no": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[self.precision]
 
     def _prepare_model(self) -> None:
         cfg, pipe = self.config, self.pipeline
+        if self.device.type == "cuda" and cfg.tf32:
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
         for module in self.family.frozen_modules(pipe):
             module.requires_grad_(False)
             dtype = self.family.frozen_dtype(pipe, module, self.compute_dtype)
@@ -210,17 +229,19 @@ class Trainer:
         for p in self.params:  # LoRA weights train in fp32 even when the frozen weights are half precision
             p.data = p.data.float()
         self.denoiser.set_adapters([lora_lib.ADAPTER_NAME])
+        if cfg.checkpoint_blocks:
+            self.denoiser.enable_gradient_checkpointing()  # active only inside calls with gradient
         self.optimizer = torch.optim.AdamW(
             self.params, lr=cfg.learning_rate, betas=cfg.adam_betas, eps=cfg.adam_eps, weight_decay=cfg.weight_decay
         )
         self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_lambda(cfg))
-        self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.mixed_precision == "fp16" and self.device.type == "cuda")
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16" and self.device.type == "cuda")
         self.rng, self.noise_gen = rank_streams(cfg.seed, self.dist.rank)
         self.queries, self.skipped, self._last_grad_steps = 0, 0, self.variant.grad_steps_range()[1]
-        self.evaluator = Evaluator(self.sampler, self.objective, cfg.eval_seeds, negative_prompt=cfg.negative_prompt, autocast=self._autocast)
+        self.evaluator = self._evaluator(cfg.eval_seeds)
 
     def _autocast(self) -> Any:
-        if self.config.mixed_precision == "no":
+        if self.precision == "no":
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.compute_dtype)
 
@@ -260,13 +281,28 @@ class Trainer:
         with self._autocast():
             return self.variant.rollout(self.context(), prompts, noise)  # type: ignore[no-any-return]
 
+    def _encode_then_offload(self, prompts: Sequence[str], chunk: int = 32) -> None:
+        """Fill the sampler's prompt cache for every prompt, then move the text encoders to the CPU."""
+        unique = list(dict.fromkeys(prompts))
+        negatives = [self.config.negative_prompt] * chunk if self.config.negative_prompt else None
+        with self._autocast():
+            for i in range(0, len(unique), chunk):
+                part = unique[i : i + chunk]
+                self.sampler.encode(part, negatives[: len(part)] if negatives else None)
+        for module in self.family.text_encoders(self.pipeline):
+            module.to("cpu")
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
     # -- evaluation -----------------------------------------------------------------------------
     def evaluate(self, prompts: Sequence[str], seeds: Sequence[int] | None = None) -> tuple[torch.Tensor, RewardOutput]:
         """Sample every prompt with every seed (no gradient) and score them; rows are prompts."""
-        evaluator = self.evaluator
-        if seeds is not None:
-            evaluator = Evaluator(self.sampler, self.objective, seeds, negative_prompt=self.config.negative_prompt, autocast=self._autocast)
-        return evaluator.evaluate(prompts)
+        return (self.evaluator if seeds is None else self._evaluator(seeds)).evaluate(prompts)
+
+    def _evaluator(self, seeds: Sequence[int]) -> Evaluator:
+        cfg = self.config
+        return Evaluator(self.sampler, self.objective, seeds, negative_prompt=cfg.negative_prompt, autocast=self._autocast,
+                         watched=self.watched)
 
     def _run_eval(self, step: int, prompts: Sequence[str]) -> dict[str, Any]:
         grid = self.run_dir / "samples" / f"step-{step:06d}.png" if self.dist.is_main else None
@@ -444,6 +480,8 @@ class Trainer:
             log.trim(start)
         if self.dist.is_main:
             write_text_atomic(self.run_dir / "config.json", json.dumps(cfg.to_json_dict(), indent=2))
+        if cfg.offload_text_encoders:
+            self._encode_then_offload([*train_prompts, *eval_prompts])
         result = TrainResult(output_dir=self.run_dir, lora_path=None, steps_done=start)
         if start == 0:
             record = self._run_eval(0, eval_prompts)

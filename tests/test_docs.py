@@ -228,12 +228,12 @@ def _public_names(module) -> set[str]:
 
 def test_every_public_name_is_in_the_api_reference(site):
     import draftsdk
-    from draftsdk import lora, plugin_utils, plugins, testing
+    from draftsdk import extensions, lora, models, plugin_utils, plugins, steppers, testing, variants
 
     html = "".join(p.read_text(encoding="utf-8") for p in (site / "reference" / "api").glob("*.html"))
     ids = set(re.findall(r'id="(draftsdk[\w.]*)"', html))
     missing = [f"draftsdk.{name}" for name in draftsdk.__all__ if f"draftsdk.{name}" not in ids]
-    for module in (lora, testing, plugins, plugin_utils):
+    for module in (lora, testing, plugins, plugin_utils, models, steppers, variants, extensions):
         missing += [f"{module.__name__}.{name}" for name in sorted(_public_names(module))
                     if f"{module.__name__}.{name}" not in ids]
     assert not missing, f"not in docs/reference/api/: {missing}"

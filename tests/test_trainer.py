@@ -259,3 +259,25 @@ def test_bf16_autocast_step_runs_on_cpu(pipe, tmp_path):
     assert pipe.unet.dtype == torch.bfloat16
     assert all(p.dtype == torch.float32 for p in draftsdk.lora.lora_parameters(pipe.unet))
     assert result.history[0]["grad_norm"] > 0
+
+
+def test_eval_rewards_are_logged_but_not_optimised(pipe, tmp_path):
+    class Counting:
+        name, differentiable = "counting", False
+        calls = 0
+
+        def __call__(self, images, prompts):
+            Counting.calls += 1
+            return images.std(dim=(1, 2, 3))
+
+    cfg = _cfg(tmp_path, variant="draft-k", k=1, steps=2, eval_every=1)
+    trainer = Trainer(pipe, "brightness", cfg, eval_rewards={Counting(): 1.0, "contrast": 1.0})  # one non-differentiable
+    result = trainer.fit(["a cat", "a dog"])
+    images, _ = trainer.evaluate(["a cat", "a dog"])
+    assert [r["step"] for r in result.evals] == [0, 1, 2] and Counting.calls == 3  # once per evaluation
+    last = result.evals[-1]
+    assert last["eval/contrast"] == pytest.approx(float(images.mean(dim=1).flatten(1).std(dim=1, unbiased=False).mean()), rel=1e-5)
+    assert "eval/counting" in last and "eval/counting/std" in last
+    assert all("counting" not in key for key in result.history[-1])  # not part of the training objective
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["eval/contrast"] for r in lines if r["kind"] == "eval"] == [r["eval/contrast"] for r in result.evals]

@@ -102,6 +102,7 @@ class ModelFamily:
     description: ClassVar[str] = ""
     pipeline_classes: ClassVar[tuple[str, ...]] = ()
     required_components: ClassVar[tuple[str, ...]] = ()
+    optional_components: ClassVar[tuple[str, ...]] = ()
     denoiser_name: ClassVar[str] = "unet"
     default_lora_targets: ClassVar[tuple[str, ...]] = ("to_q", "to_k", "to_v", "to_out.0")
     default_steps: ClassVar[int] = 50
@@ -157,9 +158,17 @@ class ModelFamily:
         """The module LoRA is attached to and trained (``pipeline.unet`` / ``pipeline.transformer``)."""
         return getattr(pipeline, self.denoiser_name)
 
+    def _modules(self, pipeline: Any, names: Any) -> list[torch.nn.Module]:
+        return [m for c in names if isinstance(m := getattr(pipeline, c, None), torch.nn.Module)]
+
     def frozen_modules(self, pipeline: Any) -> list[torch.nn.Module]:
         """Every module with weights (denoiser, VAE, text encoders): frozen, moved and cast by the trainer."""
-        return [m for c in self.required_components if isinstance(m := getattr(pipeline, c, None), torch.nn.Module)]
+        return self._modules(pipeline, (*self.required_components, *self.optional_components))
+
+    def text_encoders(self, pipeline: Any) -> list[torch.nn.Module]:
+        """The text encoders (``text_encoder*`` components), which ``offload_text_encoders`` moves off the GPU."""
+        names = [c for c in (*self.required_components, *self.optional_components) if c.startswith("text_encoder")]
+        return self._modules(pipeline, names)
 
     def frozen_dtype(self, pipeline: Any, module: torch.nn.Module, dtype: torch.dtype) -> torch.dtype:
         """The dtype a frozen module is kept in when training in ``dtype`` (e.g. a VAE that needs fp32)."""

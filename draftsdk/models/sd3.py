@@ -38,10 +38,6 @@ class StableDiffusion3(ModelFamily):
         tokenizer = getattr(pipeline, "tokenizer_3", None)
         return int(min(256, getattr(tokenizer, "model_max_length", 256) if tokenizer is not None else 256))
 
-    def frozen_modules(self, pipeline: Any) -> list[torch.nn.Module]:
-        names = (*self.required_components, *self.optional_components)
-        return [m for c in names if isinstance(m := getattr(pipeline, c, None), torch.nn.Module)]
-
     # -- shapes -----------------------------------------------------------------------------------
     def vae_scale_factor(self, pipeline: Any) -> int:
         return 2 ** (len(pipeline.vae.config.block_out_channels) - 1)

@@ -134,8 +134,7 @@ class StepContext:
         mode = self.checkpointing
         denoiser = mode == "always" or (mode == "auto" and grad_steps > 1)
         self.sampler.checkpoint_denoiser = denoiser
-        # Checkpointing the decoder lowers the peak only when the denoiser activations are not stored too.
-        self.sampler.checkpoint_vae = denoiser and self.checkpoint_vae
+        self.sampler.checkpoint_vae = self.checkpoint_vae  # per block: the decoder's activations are the largest
 
     @contextlib.contextmanager
     def adapters_disabled(self) -> Iterator[None]:
