@@ -23,7 +23,17 @@ import torch
 from .atomic import write_text_atomic
 from .errors import DraftError
 
-__all__ = ["check_run_dir", "prepare_run_dir", "save_checkpoint", "latest_checkpoint", "load_checkpoint_state", "CHECKPOINT_RE"]
+__all__ = [
+    "CHECKPOINT_RE",
+    "RunLock",
+    "check_run_dir",
+    "clear_run",
+    "is_run_dir",
+    "latest_checkpoint",
+    "load_checkpoint_state",
+    "prepare_run_dir",
+    "save_checkpoint",
+]
 
 CHECKPOINT_RE = re.compile(r"^step-(\d{6,})$")
 MIN_FREE_BYTES = 64 * 2**20
@@ -42,15 +52,113 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+MARKER = ".draftsdk-run"
+LOCK = ".draftsdk-run.lock"
+# What a run writes into its folder, relative to it; overwrite removes exactly these and nothing else.
+RUN_FILES = ("metrics.jsonl", "config.json", "lora.safetensors", ".lora.safetensors.*.tmp", ".config.json.*.tmp",
+             ".metrics.jsonl.*.tmp", "samples/step-*.png", "samples/.step-*.png.*.tmp", "tensorboard/events.out.tfevents.*")
+
+
+def is_run_dir(path: Path) -> bool:
+    """Whether ``path`` holds a run that draftsdk started (its marker file)."""
+    return (path / MARKER).is_file()
+
+
+def _non_empty(path: Path) -> bool:
+    return path.is_dir() and any(p.name != LOCK for p in path.iterdir())
+
+
 def check_run_dir(path: Path, *, overwrite: bool, resume: bool) -> None:
-    """Refuse a run directory that is a file, or an existing run without ``overwrite``/``resume`` (writes nothing)."""
+    """Refuse what would lose data, before anything is loaded or written.
+
+    A file as output_dir, a non-empty folder without ``resume``/``overwrite``, and (with either) a
+    non-empty folder that is not a draftsdk run directory (a mistyped path) are refused.
+    """
     if path.exists() and not path.is_dir():
         raise DraftError(f"output_dir {str(path)!r} exists and is a file; choose a folder path")
-    if path.is_dir() and any(path.iterdir()) and not (overwrite or resume):
+    if not _non_empty(path):
+        return
+    if not (overwrite or resume):
         raise DraftError(
             f"run directory {str(path)!r} already exists and is not empty; pass resume=True to continue it, "
-            "overwrite=True to write into it, or another output_dir"
+            "overwrite=True to replace its run, or another output_dir"
         )
+    if not is_run_dir(path):
+        what = "resume" if resume else "overwrite"
+        raise DraftError(
+            f"{what}=True but {str(path)!r} is not a draftsdk run directory (it has files but no {MARKER}); "
+            "check output_dir, or choose an empty folder"
+        )
+
+
+def clear_run(path: Path) -> list[Path]:
+    """Remove the files a previous run wrote into ``path`` (and its checkpoints); nothing else. Returns them."""
+    removed: list[Path] = []
+    root = path / "checkpoints"
+    if root.is_dir():
+        for child in root.iterdir():
+            if child.is_dir() and (CHECKPOINT_RE.match(child.name) or child.name.startswith(".tmp-step-")):
+                shutil.rmtree(child)
+                removed.append(child)
+    for pattern in RUN_FILES:
+        for file in path.glob(pattern):
+            file.unlink()
+            removed.append(file)
+    for folder in (root, path / "samples", path / "tensorboard"):
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    return removed
+
+
+class RunLock:
+    """An exclusive lock on a run directory: a lock file holding the owner's PID.
+
+    A lock whose process is gone (killed) is taken over; a live one is refused with its PID.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.file = path / LOCK
+        self.held = False
+
+    def acquire(self) -> RunLock:
+        for _ in range(2):
+            try:
+                fd = os.open(self.file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                pid = self._owner()
+                if pid is not None and pid != os.getpid() and _alive(pid):
+                    raise DraftError(
+                        f"run directory {str(self.file.parent)!r} is in use by process {pid}; wait for that run to end, "
+                        "or choose another output_dir"
+                    ) from None
+                self.file.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(str(os.getpid()))
+            self.held = True
+            return self
+        raise DraftError(f"cannot lock run directory {str(self.file.parent)!r}; remove {str(self.file)!r} if no run is using it")
+
+    def _owner(self) -> int | None:
+        try:
+            return int(self.file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def release(self) -> None:
+        if self.held and self._owner() == os.getpid():
+            self.file.unlink(missing_ok=True)
+        self.held = False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def prepare_run_dir(path: Path, *, overwrite: bool, resume: bool) -> None:
@@ -58,6 +166,8 @@ def prepare_run_dir(path: Path, *, overwrite: bool, resume: bool) -> None:
     check_run_dir(path, overwrite=overwrite, resume=resume)
     try:
         path.mkdir(parents=True, exist_ok=True)
+        if not is_run_dir(path):
+            write_text_atomic(path / MARKER, "a draftsdk run directory: overwrite=True removes only the files draftsdk wrote\n")
         probe = path / ".write-test"
         probe.write_text("ok")
         probe.unlink()

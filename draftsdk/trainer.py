@@ -25,6 +25,7 @@ import random
 import resource
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,7 @@ import torch
 
 from . import lora as lora_lib
 from .atomic import write_text_atomic
-from .checkpoint import check_run_dir, latest_checkpoint, load_checkpoint_state, prepare_run_dir, save_checkpoint
+from .checkpoint import RunLock, check_run_dir, clear_run, is_run_dir, latest_checkpoint, load_checkpoint_state, prepare_run_dir, save_checkpoint
 from .config import ConfigError, TrainConfig
 from .distributed import DistContext
 from .errors import DraftError
@@ -47,6 +48,8 @@ from .sampling import Sampler, check_pipeline, load_pipeline
 from .variants.base import Rollout, StepContext, batch_diversity
 
 __all__ = ["Trainer", "TrainResult", "batch_diversity", "rank_streams"]
+
+ZERO_GRAD_WARN_AFTER = 3  # updates in a row with an exactly zero LoRA gradient before the warning
 
 
 @dataclass
@@ -122,6 +125,26 @@ def _memory_hint(config: TrainConfig, k: int) -> str:
         f"block inside the denoiser), offload_text_encoders={config.offload_text_encoders}, resolution={resolution}, "
         f"mixed_precision={config.mixed_precision!r} ('bf16' halves the frozen weights)"
     )
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Any:
+    """SIGTERM (what torchrun and job schedulers send) stops a run like Ctrl-C: cleanly, with a message."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _build_variant(config: TrainConfig, num_steps: int) -> Any:
@@ -342,20 +365,43 @@ class Trainer:
         random_states = self.dist.gather(self._random_state())  # every rank takes part
         if self.dist.is_main:
             meta = {"step": step, "config": self.config.to_json_dict(), "reward": self.objective.spec(), "model": self.model_name,
-                    "family": self.family.name}
+                    "family": self.family.name, "identity": self._run_identity()}
             path = save_checkpoint(
                 self.run_dir, step, lambda p: self._save_lora(p, step), self._state(step, random_states), meta, self.config.keep_checkpoints
             )
         self.dist.barrier()
         return path
 
+    def _run_identity(self) -> dict[str, Any]:
+        """The settings that define a run: a resume must match them all (compared in their JSON form)."""
+        cfg = self.config
+        return json.loads(json.dumps({
+            "model": self.model_name,
+            "family": self.family.name,
+            "lora_rank": cfg.lora_rank,
+            "lora_alpha": cfg.lora_alpha,
+            "lora_targets": sorted(cfg.lora_targets or self.family.default_lora_targets),
+            "variant": cfg.variant,
+            "variant options": cfg.variant_option_values(),
+            "reward": self.objective.spec(),
+        }, default=str))
+
+    def _check_resume(self, checkpoint: Path, meta: dict[str, Any]) -> None:
+        saved = meta.get("identity")
+        if saved is None:  # a checkpoint written before identities were recorded: the reward at least
+            saved = {"reward": json.loads(json.dumps(meta.get("reward"), default=str))}
+        mine = self._run_identity()
+        differ = [k for k in saved if k in mine and saved[k] != mine[k] and not (k == "model" and None in (saved[k], mine[k]))]
+        if differ:
+            parts = "; ".join(f"{k}: {json.dumps(saved[k])} there, {json.dumps(mine[k])} here" for k in differ)
+            raise DraftError(
+                f"cannot resume {str(checkpoint)!r}: the run was started with other settings ({parts}); "
+                "use the same settings, or start a new run in another output_dir"
+            )
+
     def _restore(self, checkpoint: Path) -> int:
         state, meta = load_checkpoint_state(checkpoint)
-        if meta.get("reward") != self.objective.spec():
-            raise DraftError(
-                f"cannot resume {str(checkpoint)!r}: it was trained on reward {json.dumps(meta.get('reward'))} "
-                f"but this run's objective is {json.dumps(self.objective.spec())}"
-            )
+        self._check_resume(checkpoint, meta)
         lora_lib.restore_lora(self.denoiser, checkpoint / "lora.safetensors")
         self.optimizer.load_state_dict(state["optimizer"])
         self.lr_scheduler.load_state_dict(state["lr_scheduler"])
@@ -385,15 +431,6 @@ class Trainer:
             group.update(lr=cfg.learning_rate * factor, initial_lr=cfg.learning_rate, weight_decay=cfg.weight_decay,
                          betas=tuple(cfg.adam_betas), eps=cfg.adam_eps)
         self.lr_scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
-
-    def _clear_previous_run(self) -> None:
-        """With ``overwrite=True``: remove the artifacts of the run that lived here (nothing else)."""
-        import shutil
-
-        for name in ("checkpoints", "samples", "tensorboard"):
-            shutil.rmtree(self.run_dir / name, ignore_errors=True)
-        for name in ("metrics.jsonl", "config.json", "lora.safetensors"):
-            (self.run_dir / name).unlink(missing_ok=True)
 
     # -- the loop ---------------------------------------------------------------------------------
     def _prompts(self, prompts: Any, prompt_file: Any, prompt_set: Any) -> list[str]:
@@ -467,17 +504,33 @@ class Trainer:
         train_prompts = self._prompts(prompts, prompt_file, prompt_set)
         eval_prompts = cfg.eval_prompts or train_prompts[:4]
         self.run_dir = Path(cfg.output_dir)
+        lock = RunLock(self.run_dir)
         if self.dist.is_main:
+            existing = is_run_dir(self.run_dir)
             prepare_run_dir(self.run_dir, overwrite=cfg.overwrite, resume=cfg.resume)
-            if cfg.overwrite:
-                self._clear_previous_run()
+            lock.acquire()  # a second run into this folder fails now, naming this process
+            if cfg.overwrite and existing:
+                clear_run(self.run_dir)
         self.dist.barrier()
+        try:
+            with _sigterm_as_interrupt():
+                return self._fit(train_prompts, eval_prompts, on_step)
+        finally:
+            lock.release()
+
+    def _fit(self, train_prompts: list[str], eval_prompts: list[str], on_step: Callable[[dict[str, Any]], None] | None) -> TrainResult:
+        cfg = self.config
         log = MetricsLog(self.run_dir, enabled=self.dist.is_main, tensorboard=cfg.tensorboard)
         start = 0
         checkpoint = latest_checkpoint(self.run_dir) if cfg.resume else None
         if checkpoint is not None:
             start = self._restore(checkpoint)
             log.trim(start)
+        elif cfg.resume and self.dist.is_main:
+            fresh = not (self.run_dir / "metrics.jsonl").exists()
+            print(f"draftsdk: no checkpoint in {str(self.run_dir)!r}; starting from step 0"
+                  + ("" if fresh else " (the metrics of the interrupted start are dropped)"), file=sys.stderr)
+            log.trim(-1)
         if self.dist.is_main:
             write_text_atomic(self.run_dir / "config.json", json.dumps(cfg.to_json_dict(), indent=2))
         if cfg.offload_text_encoders:
@@ -493,11 +546,23 @@ class Trainer:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=cfg.steps, initial=start, desc=f"DRaFT {cfg.variant}", unit="step", dynamic_ncols=True)
-        in_a_row = 0
+        in_a_row, applied, first_norms = 0, 0, []
         try:
             for step in range(start + 1, cfg.steps + 1):
                 record = {"kind": "train", "step": step, **self.update(train_prompts)}
                 in_a_row = in_a_row + 1 if record["skipped"] else 0
+                applied += not record["skipped"]
+                if len(first_norms) < ZERO_GRAD_WARN_AFTER and not record["skipped"]:
+                    first_norms.append(record["grad_norm"])
+                if len(first_norms) == ZERO_GRAD_WARN_AFTER and not any(first_norms) and self.dist.is_main:
+                    first_norms.append(-1.0)  # warn once
+                    warnings.warn(
+                        f"the LoRA gradient was exactly zero in the first {ZERO_GRAD_WARN_AFTER} updates: the objective does "
+                        "not depend on the images (a constant reward, all weights 0, or no path from the reward to the "
+                        "adapter); the run is learning nothing",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
                 result.history.append(record)
                 log.write(record)
                 if on_step is not None:
@@ -529,4 +594,9 @@ class Trainer:
         if self.dist.is_main:
             result.lora_path = self._save_lora(self.run_dir / "lora.safetensors", result.steps_done)
         self.dist.barrier()
+        if cfg.steps > start and applied == 0:
+            raise DraftError(
+                f"no update was applied in {cfg.steps - start} steps (every one was skipped for a NaN/inf reward or "
+                f"gradient); the adapter in {str(self.run_dir)!r} is unchanged. Check the reward, or lower learning_rate"
+            )
         return result
