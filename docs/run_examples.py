@@ -43,7 +43,7 @@ from pathlib import Path
 
 DOCS = Path(__file__).resolve().parent
 EXAMPLES = DOCS / "examples"
-PLUGIN_PREFIXES = ("aesthetic_", "hpsv2_", "pickscore_", "owlvit_", "adversarial_")
+PLUGIN_PREFIXES = ("aesthetic_", "hpsv2_", "pickscore_", "owlvit_", "adversarial_", "clipscore_")
 SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 SMOKE = {
     "num_inference_steps": 4,

@@ -94,4 +94,6 @@ class NamedRegistry(Generic[T]):
 
 
 families: NamedRegistry[Any] = NamedRegistry("register_model_families", "model family")
+"""The model families of every plugin (``draftsdk.models.get_family`` looks names up here)."""
 variants: NamedRegistry[Any] = NamedRegistry("register_variants", "variant")
+"""The variants of every plugin (``TrainConfig.variant`` names one of them)."""

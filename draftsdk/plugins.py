@@ -40,6 +40,7 @@ DEFAULT_PLUGINS = (
     "draftsdk.default_plugins.basic",
     "draftsdk.default_plugins.digits",
     "draftsdk.default_plugins.families",
+    "draftsdk.default_plugins.jpeg",
     "draftsdk.default_plugins.variants",
 )
 

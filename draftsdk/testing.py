@@ -184,6 +184,17 @@ def tiny_scheduler(kind: str = "ddim", prediction_type: str = "epsilon") -> Any:
     raise ValueError(f"unknown scheduler kind {kind!r}; use ddim, pndm or euler")
 
 
+# What the tiny SD and SDXL UNets share: two levels, the second with cross-attention.
+_TINY_UNET: dict[str, Any] = dict(
+    in_channels=4,
+    out_channels=4,
+    block_out_channels=(32, 64),
+    layers_per_block=1,
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+    up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+)
+
+
 def _tiny_vae(sample_size: int) -> Any:
     from diffusers import AutoencoderKL
 
@@ -236,12 +247,7 @@ def tiny_pipeline(
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
         sample_size=sample_size,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        **_TINY_UNET,
         cross_attention_dim=cross_attention_dim,
         attention_head_dim=8,
         norm_num_groups=32,
@@ -272,12 +278,7 @@ def tiny_sdxl_pipeline(seed: int = 0, sample_size: int = 8, *, scheduler: str = 
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
         sample_size=sample_size,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        **_TINY_UNET,
         attention_head_dim=(2, 4),
         use_linear_projection=True,
         addition_embed_type="text_time",

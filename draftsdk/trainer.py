@@ -96,8 +96,8 @@ def _resolve_device(name: str, dist: DistContext) -> torch.device:
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise DraftError("device='cuda' but no CUDA GPU is visible; use device='cpu' or 'auto'")
-        if dist.active and device.index is None:
-            device = torch.device("cuda", dist.local_rank)
+        if device.index is None:  # set_device needs an index: this process's GPU
+            device = torch.device("cuda", dist.local_rank if dist.active else torch.cuda.current_device())
         torch.cuda.set_device(device)
     return device
 

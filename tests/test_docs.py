@@ -22,7 +22,7 @@ MKDOCS_YML = ROOT / "mkdocs.yml"
 SNIPPET = re.compile(r'--8<--\s+"([^"]+)"')
 # pages written by the reward plugins' authors, and generated pages: not held to the rules of
 # hand-written pages (they are still built, and their snippets still checked)
-PLUGIN_PAGES = {f"rewards/{name}.md" for name in ("aesthetic", "hpsv2", "pickscore", "owlvit", "adversarial")}
+PLUGIN_PAGES = {f"rewards/{name}.md" for name in ("aesthetic", "hpsv2", "pickscore", "owlvit", "adversarial", "clipscore")}
 GENERATED_PAGES = {"reference/cli.md", "reference/configuration.md"}
 
 

@@ -103,3 +103,18 @@ def test_each_prompt_is_encoded_once_and_offload_moves_the_text_encoder(tmp_path
     # one batched call for the three prompts and one for the empty negative prompt, none while training
     assert calls == [3, 3]
     assert ("cpu",) in moved
+
+
+def test_a_single_gpu_gets_an_indexed_device(monkeypatch):
+    """torch.cuda.set_device refuses 'cuda' without an index: the trainer passes this process's GPU."""
+    from draftsdk.distributed import DistContext
+    from draftsdk.trainer import _resolve_device
+
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: chosen.append(device))
+    for name in ("cuda", "auto"):
+        assert _resolve_device(name, DistContext()) == torch.device("cuda", 0)
+    assert _resolve_device("cuda", DistContext(rank=1, world_size=2, local_rank=1)) == torch.device("cuda", 1)
+    assert all(d.index is not None for d in chosen)

@@ -35,7 +35,8 @@ class EarlyStep(RewardBackprop):
         cond = ctx.encode(prompts)  # cached per prompt
         # steps 0 .. index-1 without a graph
         latents = s.denoise(noise, cond, stop=index, generator=ctx.noise_gen)
-        out = s.model_output(latents, index, cond, grad=True)  # the one call with a graph
+        # the one denoiser call with a graph
+        out = s.model_output(latents, index, cond, grad=True)
         ctx.guard(index, latents, out, cond)  # the optional KL guard
         with torch.enable_grad():
             x0 = s.step(index, latents, out).pred_x0

@@ -17,7 +17,8 @@ settings = dict(
     variant="draft-lv",
     steps=300,
     eval_every=50,
-    # scored on the fixed evaluation images, logged as eval/<name>; no gradient is needed
+    # scored on the fixed evaluation images, logged as eval/<name>;
+    # no gradient is needed
     eval_rewards={"contrast": 1.0, "saturation": 1.0},
     output_dir="runs/brightness-watched",
 )

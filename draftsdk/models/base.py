@@ -175,17 +175,23 @@ class ModelFamily:
         return dtype
 
     # -- sampling -----------------------------------------------------------------------------------
+    def vae_scale_factor(self, pipeline: Any) -> int:
+        """Pixels per latent cell: 2 ** (VAE levels - 1), 8 for the published VAEs."""
+        return 2 ** (len(pipeline.vae.config.block_out_channels) - 1)
+
     def default_size(self, pipeline: Any) -> tuple[int, int]:
-        """(height, width) when the config does not say."""
-        raise NotImplementedError
+        """(height, width) when the config does not say: the denoiser's ``sample_size`` in pixels."""
+        size = int(self.denoiser(pipeline).config.sample_size) * self.vae_scale_factor(pipeline)
+        return size, size
 
     def size_multiple(self, pipeline: Any) -> int:
         """Height and width must be multiples of this."""
-        raise NotImplementedError
+        return self.vae_scale_factor(pipeline) * int(getattr(self.denoiser(pipeline).config, "patch_size", None) or 1)
 
     def latent_shape(self, pipeline: Any, batch: int, height: int, width: int) -> tuple[int, ...]:
-        """Shape of the initial noise for ``batch`` images."""
-        raise NotImplementedError
+        """Shape of the initial noise for ``batch`` images: (B, channels, H / f, W / f)."""
+        f = self.vae_scale_factor(pipeline)
+        return (batch, int(self.denoiser(pipeline).config.in_channels), height // f, width // f)
 
     def stepper(self, pipeline: Any, num_inference_steps: int, *, eta: float, height: int, width: int) -> Any:
         """The [Stepper][draftsdk.steppers.Stepper] for this checkpoint's schedule."""
@@ -208,3 +214,26 @@ class ModelFamily:
     def decode(self, pipeline: Any, latents: torch.Tensor, *, height: int, width: int) -> torch.Tensor:
         """Latents to images ``(B, 3, height, width)`` in [0, 1] (the size unpacks packed latents)."""
         raise NotImplementedError
+
+    # -- helpers shared by the built-in families ------------------------------------------------------
+    @staticmethod
+    def cfg_batch(latents: torch.Tensor, cond: Conditioning) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The denoiser input of one call: ``[uncond, cond]`` stacked when guided (the order diffusers uses)."""
+        if cond.uncond is None:
+            return latents, cond.cond
+        return torch.cat([latents, latents]), {k: torch.cat([cond.uncond[k], cond.cond[k]]) for k in cond.cond}
+
+    @staticmethod
+    def apply_cfg(out: torch.Tensor, cond: Conditioning, guidance_scale: float) -> torch.Tensor:
+        """``uncond + g·(cond − uncond)`` for an output of ``cfg_batch``'s input (unchanged when not guided)."""
+        if cond.uncond is None:
+            return out
+        uncond, text = out.chunk(2)
+        return uncond + guidance_scale * (text - uncond)
+
+    @staticmethod
+    def vae_decode(pipeline: Any, latents: torch.Tensor) -> torch.Tensor:
+        """Decode VAE-space latents (already unscaled) to images in [0, 1], as the pipelines' postprocess does."""
+        vae = pipeline.vae
+        image = vae.decode(latents.to(vae.dtype), return_dict=False)[0]
+        return (image / 2 + 0.5).clamp(0, 1)

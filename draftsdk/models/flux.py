@@ -43,9 +43,6 @@ class Flux(ModelFamily):
         return int(min(512, getattr(pipeline.tokenizer_2, "model_max_length", 512)))
 
     # -- shapes -----------------------------------------------------------------------------------
-    def vae_scale_factor(self, pipeline: Any) -> int:
-        return 2 ** (len(pipeline.vae.config.block_out_channels) - 1)
-
     def default_size(self, pipeline: Any) -> tuple[int, int]:
         size = 128 * self.vae_scale_factor(pipeline)  # the pipeline's default_sample_size
         return size, size
@@ -101,10 +98,8 @@ class Flux(ModelFamily):
 
     # -- decoding -----------------------------------------------------------------------------------
     def decode(self, pipeline: Any, latents: torch.Tensor, *, height: int, width: int) -> torch.Tensor:
-        vae = pipeline.vae
+        config = pipeline.vae.config
         h, w = self._grid(pipeline, height, width)
         batch, _, channels = latents.shape
         grid = latents.view(batch, h, w, channels // 4, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(batch, channels // 4, 2 * h, 2 * w)
-        scaled = grid / vae.config.scaling_factor + (vae.config.shift_factor or 0.0)
-        image = vae.decode(scaled.to(vae.dtype), return_dict=False)[0]
-        return (image / 2 + 0.5).clamp(0, 1)
+        return self.vae_decode(pipeline, grid / config.scaling_factor + (config.shift_factor or 0.0))

@@ -31,21 +31,6 @@ class StableDiffusion(ModelFamily):
     default_guidance = 7.5
     load_kwargs = {"safety_checker": None, "requires_safety_checker": False}
 
-    # -- shapes ---------------------------------------------------------------------------------
-    def vae_scale_factor(self, pipeline: Any) -> int:
-        return 2 ** (len(pipeline.vae.config.block_out_channels) - 1)
-
-    def default_size(self, pipeline: Any) -> tuple[int, int]:
-        size = int(pipeline.unet.config.sample_size) * self.vae_scale_factor(pipeline)
-        return size, size
-
-    def size_multiple(self, pipeline: Any) -> int:
-        return self.vae_scale_factor(pipeline)
-
-    def latent_shape(self, pipeline: Any, batch: int, height: int, width: int) -> tuple[int, ...]:
-        f = self.vae_scale_factor(pipeline)
-        return (batch, int(pipeline.unet.config.in_channels), height // f, width // f)
-
     def scheduler_config(self, pipeline: Any) -> dict[str, Any]:
         """The scheduler config as the pipeline class would use it.
 
@@ -76,22 +61,13 @@ class StableDiffusion(ModelFamily):
 
     def predict(self, pipeline: Any, latents: torch.Tensor, timestep: Any, cond: Conditioning, guidance_scale: float) -> torch.Tensor:
         unet = pipeline.unet
-        if cond.uncond is not None:
-            model_in = torch.cat([latents, latents])
-            merged = {k: torch.cat([cond.uncond[k], cond.cond[k]]) for k in cond.cond}
-        else:
-            model_in, merged = latents, cond.cond
+        model_in, merged = self.cfg_batch(latents, cond)
         out = unet(model_in.to(unet.dtype), timestep, **self.denoiser_kwargs(merged), return_dict=False)[0]
-        if cond.uncond is None:
-            return out
-        uncond, text = out.chunk(2)
-        return uncond + guidance_scale * (text - uncond)
+        return self.apply_cfg(out, cond, guidance_scale)
 
     # -- decoding -------------------------------------------------------------------------------------
     def unscale_latents(self, pipeline: Any, latents: torch.Tensor) -> torch.Tensor:
         return latents / pipeline.vae.config.scaling_factor
 
     def decode(self, pipeline: Any, latents: torch.Tensor, *, height: int, width: int) -> torch.Tensor:
-        vae = pipeline.vae
-        image = vae.decode(self.unscale_latents(pipeline, latents).to(vae.dtype), return_dict=False)[0]
-        return (image / 2 + 0.5).clamp(0, 1)
+        return self.vae_decode(pipeline, self.unscale_latents(pipeline, latents))

@@ -38,21 +38,7 @@ class StableDiffusion3(ModelFamily):
         tokenizer = getattr(pipeline, "tokenizer_3", None)
         return int(min(256, getattr(tokenizer, "model_max_length", 256) if tokenizer is not None else 256))
 
-    # -- shapes -----------------------------------------------------------------------------------
-    def vae_scale_factor(self, pipeline: Any) -> int:
-        return 2 ** (len(pipeline.vae.config.block_out_channels) - 1)
-
-    def default_size(self, pipeline: Any) -> tuple[int, int]:
-        size = int(pipeline.transformer.config.sample_size) * self.vae_scale_factor(pipeline)
-        return size, size
-
-    def size_multiple(self, pipeline: Any) -> int:
-        return self.vae_scale_factor(pipeline) * int(pipeline.transformer.config.patch_size)
-
-    def latent_shape(self, pipeline: Any, batch: int, height: int, width: int) -> tuple[int, ...]:
-        f = self.vae_scale_factor(pipeline)
-        return (batch, int(pipeline.transformer.config.in_channels), height // f, width // f)
-
+    # -- shapes and schedule: the base class reads the transformer's sample_size, patch_size, in_channels
     def stepper(self, pipeline: Any, num_inference_steps: int, *, eta: float, height: int, width: int) -> FlowMatchEulerStepper:
         config = {**pipeline.scheduler.config, "_class_name": type(pipeline.scheduler).__name__}
         mu = None
@@ -77,11 +63,7 @@ class StableDiffusion3(ModelFamily):
 
     def predict(self, pipeline: Any, latents: torch.Tensor, timestep: Any, cond: Conditioning, guidance_scale: float) -> torch.Tensor:
         transformer = pipeline.transformer
-        if cond.uncond is not None:
-            model_in = torch.cat([latents, latents])
-            merged = {k: torch.cat([cond.uncond[k], cond.cond[k]]) for k in cond.cond}
-        else:
-            model_in, merged = latents, cond.cond
+        model_in, merged = self.cfg_batch(latents, cond)
         out = transformer(
             hidden_states=model_in.to(transformer.dtype),
             timestep=timestep.expand(model_in.shape[0]),
@@ -89,14 +71,9 @@ class StableDiffusion3(ModelFamily):
             pooled_projections=merged["pooled_projections"],
             return_dict=False,
         )[0]
-        if cond.uncond is None:
-            return out
-        uncond, text = out.chunk(2)
-        return uncond + guidance_scale * (text - uncond)
+        return self.apply_cfg(out, cond, guidance_scale)
 
     # -- decoding -----------------------------------------------------------------------------------
     def decode(self, pipeline: Any, latents: torch.Tensor, *, height: int, width: int) -> torch.Tensor:
-        vae = pipeline.vae
-        scaled = latents / vae.config.scaling_factor + (vae.config.shift_factor or 0.0)
-        image = vae.decode(scaled.to(vae.dtype), return_dict=False)[0]
-        return (image / 2 + 0.5).clamp(0, 1)
+        config = pipeline.vae.config
+        return self.vae_decode(pipeline, latents / config.scaling_factor + (config.shift_factor or 0.0))
