@@ -226,7 +226,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     run_demo(
         output=Path(args.output), digit=args.digit, target=args.target, steps=args.steps,
-        variant=args.variant, seed=args.seed, overwrite=args.overwrite,
+        variant=args.variant, seed=args.seed, overwrite=args.overwrite, model=args.model,
     )
     return 0
 
@@ -286,8 +286,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="fine-tune the embedded digits model on the CPU and write pictures (offline)")
     p.add_argument("--digit", type=int, default=3, help="the prompted digit (default: 3)")
     p.add_argument("--target", type=int, default=8, help="the digit the classifier should see (default: 8)")
-    p.add_argument("--steps", type=int, default=None, help="training steps (default: the demo's budget)")
-    p.add_argument("--variant", default="draft-lv", help="DRaFT variant (default: draft-lv)")
+    p.add_argument("--model", default="draftsdk:digits",
+                   help="embedded model: draftsdk:digits (UNet, DDIM) or draftsdk:digits-flow (SD3 transformer, rectified flow)")
+    p.add_argument("--steps", type=int, default=None, help="training steps (default: the demo's budget for the model)")
+    p.add_argument("--variant", default=None, help="DRaFT variant (default: the model's, draft-lv)")
     p.add_argument("--seed", type=int, default=0, help="training seed (default: 0)")
     p.add_argument("--output", default="demo-output", help="output folder (default: demo-output)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder's run")

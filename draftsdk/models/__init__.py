@@ -32,7 +32,7 @@ __all__ = [
     "resolve_model_path",
 ]
 
-EMBEDDED_MODELS = {"draftsdk:digits": "draftsdk.demo.model"}
+EMBEDDED_MODELS = {"draftsdk:digits": "draftsdk.demo.model", "draftsdk:digits-flow": "draftsdk.demo.flow_model"}
 
 
 def list_families() -> list[str]:
