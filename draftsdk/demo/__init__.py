@@ -7,7 +7,9 @@ Everything here is trained on CPU from scikit-learn's bundled 8x8 digits by
 - ``model``: the Stable-Diffusion-shaped pipeline (UNet, autoencoder, CLIP text encoder, DDIM);
 - ``classifier``: the small CNN behind the demo rewards;
 - ``rewards``: ``DigitTarget`` (``digit-target``) and ``DigitBoldness`` (``digit-boldness``);
-- ``evaluate``: an independent judge (RBF SVM) and a digit-likeness measure (PCA residual).
+- ``evaluate``: an independent judge (RBF SVM) and a digit-likeness measure (PCA residual);
+- ``flow_model``: the same world as a rectified-flow model (an SD3-shaped transformer over the same
+  autoencoder), ``draftsdk:digits-flow``, trained by ``python -m draftsdk.demo.pretrain_flow``.
 
 Submodules are imported on demand; importing this package loads nothing heavy.
 """
