@@ -1,15 +1,16 @@
 """`TrainConfig`: every setting of a DRaFT run, validated by pydantic, loadable from TOML or YAML.
 
 Defaults follow the DRaFT paper's small-scale setting (SD 1.4, LoRA rank 8, lr 4e-4, AdamW weight
-decay 0.1, batch 4, DDIM 50 steps, guidance 7.5). A bad value raises
-[ConfigError][draftsdk.config.ConfigError] whose one-line message names the field.
+decay 0.1, batch 4); sampling steps, guidance and size default to the model family's (DDIM 50 steps
+and guidance 7.5 for SD). A bad value raises [ConfigError][draftsdk.config.ConfigError] whose
+one-line message names the field; a variant's options are checked against T once T is known.
 
 Examples:
     >>> from draftsdk import TrainConfig
     >>> cfg = TrainConfig(variant="draft-k", k=5, steps=100)
     >>> cfg.grad_steps_range()
     (5, 5)
-    >>> TrainConfig(variant="draft-k", k=60)
+    >>> TrainConfig(variant="draft-k", k=60, num_inference_steps=50)
     Traceback (most recent call last):
     ...
     draftsdk.config.ConfigError: invalid config: k: k=60 is larger than num_inference_steps=50; use k <= num_inference_steps
