@@ -114,7 +114,7 @@ def _lr_lambda(config: TrainConfig) -> Callable[[int], float]:
     return factor
 
 
-def _memory_hint(config: TrainConfig, k: int) -> str:
+def _memory_hint(config: TrainConfig, k: int, precision: str) -> str:
     resolution = f"{config.height or 'default'}x{config.width or 'default'}" if config.height or config.width else "the model's default"
     return (
         "CUDA out of memory. Knobs that reduce memory, with their current values: "
@@ -123,7 +123,7 @@ def _memory_hint(config: TrainConfig, k: int) -> str:
         f"checkpointing={config.checkpointing!r} ('always' checkpoints every denoiser call), "
         f"checkpoint_vae={config.checkpoint_vae}, checkpoint_blocks={config.checkpoint_blocks} (True checkpoints each "
         f"block inside the denoiser), offload_text_encoders={config.offload_text_encoders}, resolution={resolution}, "
-        f"mixed_precision={config.mixed_precision!r} ('bf16' halves the frozen weights)"
+        f"mixed_precision={precision!r} ('bf16' halves the frozen weights)"
     )
 
 
@@ -585,7 +585,7 @@ class Trainer:
                 if (step % cfg.save_every == 0 or step == cfg.steps) and not record["skipped"]:
                     self.save_checkpoint(step)
         except torch.OutOfMemoryError as exc:
-            raise DraftError(_memory_hint(cfg, self._last_grad_steps)) from exc
+            raise DraftError(_memory_hint(cfg, self._last_grad_steps, self.precision)) from exc
         finally:
             if bar is not None:
                 bar.close()

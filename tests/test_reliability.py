@@ -174,7 +174,8 @@ def test_out_of_memory_names_the_knobs(sd_path, tmp_path):
     assert str(err.value) == (
         "CUDA out of memory. Knobs that reduce memory, with their current values: batch_size=2 (lower it and raise "
         "grad_accum_steps=1), gradient steps K=2 (variant=draft-k; draft-lv/draft-k with small k need least), "
-        "checkpointing='auto' ('always' checkpoints every denoiser call), checkpoint_vae=True, resolution=the model's "
+        "checkpointing='auto' ('always' checkpoints every denoiser call), checkpoint_vae=True, checkpoint_blocks=False "
+        "(True checkpoints each block inside the denoiser), offload_text_encoders=False, resolution=the model's "
         "default, mixed_precision='no' ('bf16' halves the frozen weights)"
     )
 
