@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import DraftError, DuplicateRewardError, PluginLoadError, RewardContractError, UnknownRewardError
 from .hookspecs import hookimpl
-from .registry import RewardInfo, get_reward, list_rewards, reward_info
+from .registry import RewardInfo, RewardMeta, get_reward, list_rewards, reward_info
 from .rewards import Reward, RewardOutput, Term, WeightedSum, check_inputs, combine, reward
 
 __version__ = "0.1.0"
@@ -39,6 +39,7 @@ __all__ = [
     "Reward",
     "RewardContractError",
     "RewardInfo",
+    "RewardMeta",
     "RewardOutput",
     "Term",
     "UnknownRewardError",

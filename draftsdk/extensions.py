@@ -12,10 +12,10 @@ import difflib
 import inspect
 import re
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from .errors import DraftError
-from .plugins import PluginInfo, get_plugin_manager, plugin_info
+from .plugins import PluginInfo, get_plugin_manager, plugin_info, trace
 
 __all__ = ["Registered", "NamedRegistry", "UnknownNameError", "families", "variants"]
 
@@ -53,7 +53,7 @@ class NamedRegistry(Generic[T]):
         pm = get_plugin_manager()
         table: dict[str, Registered[T]] = {}
         for impl in getattr(pm.hook, self.hook).get_hookimpls():
-            info = plugin_info(pm.get_name(impl.plugin))
+            info = plugin_info(impl.plugin_name)
 
             def register(cls: Any, _info: PluginInfo = info) -> None:
                 name = getattr(cls, "name", None)
@@ -64,8 +64,11 @@ class NamedRegistry(Generic[T]):
                 if name in table:
                     raise TypeError(f"plugin {_info.label}: {self.kind} {name!r} is already registered by {table[name].plugin}")
                 doc = (getattr(cls, "description", None) or inspect.getdoc(cls) or "").strip().splitlines()
-                table[name] = Registered(name, cls, _info.distribution, _info.version, doc[0] if doc else "")
+                # cast: only checked to be a class, not a T (the registries hold Any)
+                table[name] = Registered(name, cast("type[T]", cls), _info.distribution, _info.version, doc[0] if doc else "")
+                trace(f"  {_info.name} registered {self.kind} {name!r}")
 
+            trace(f"calling {self.hook} of {info.name} ({info.label})")
             try:
                 impl.function(**{arg: register for arg in impl.argnames if arg == "register"})
             except Exception as exc:  # a broken plugin must not hide the others

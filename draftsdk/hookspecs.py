@@ -14,7 +14,11 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 @hookspec
 def register_rewards(register: Callable[..., Any]) -> None:
-    """Register reward classes or factories: ``register(factory, *, name=None, aliases=(), description=None)``."""
+    """Register reward classes or factories: ``register(factory, *, name=None, aliases=(), description=None, meta=None)``.
+
+    ``meta`` is a [RewardMeta][draftsdk.registry.RewardMeta] (input, typical range, memory, reference
+    and parity tolerance, weights licence, home page), shown by ``draftsdk rewards --json``.
+    """
 
 
 @hookspec

@@ -1,8 +1,9 @@
 """Helpers for reward-plugin authors: dtype and device options, paths, one-line errors, frozen models.
 
 The reward plugins shipped with draftsdk (``draftsdk-aesthetic``, ``-hpsv2``, ``-pickscore``,
-``-owlvit``, ``-adversarial``) use these so that their options and error messages behave alike; a
-third-party plugin may use them too.
+``-clipscore``, ``-imagereward``, ``-owlvit``, ``-adversarial``) use these so that their options,
+devices and error messages behave alike; a third-party plugin may use them too. The last two,
+:func:`tiny_clip_config` and :func:`tiny_open_clip_config`, build tiny random CLIPs for plugin tests.
 
 Importing this module is cheap: torch (and transformers, for :func:`quiet_transformers`) is imported
 inside the functions that need it, so a plugin may import it at module level without loading torch
@@ -42,6 +43,9 @@ __all__ = [
     "quiet_transformers",
     "checkpoint_layers",
     "freeze",
+    "DeviceFollower",
+    "tiny_clip_config",
+    "tiny_open_clip_config",
 ]
 
 _DTYPE_ALIASES = {
@@ -84,7 +88,7 @@ def resolve_dtype(dtype: Any, who: str) -> torch.dtype:
     else:
         name = _DTYPE_ALIASES.get(str(dtype).strip().lower().removeprefix("torch."), "")
         if name:
-            return getattr(torch, name)  # type: ignore[no-any-return]
+            return getattr(torch, name)
     raise ValueError(f"{who}: dtype must be one of 'float32', 'float16', 'bfloat16', got {dtype!r}")
 
 
@@ -308,8 +312,8 @@ def checkpoint_layers(layers: Iterable[torch.nn.Module]) -> None:
                 return checkpoint(_inner, *args, use_reentrant=False, **kwargs)
             return _inner(*args, **kwargs)
 
-        layer.forward = forward  # type: ignore[method-assign]
-        layer._draftsdk_checkpointed = True  # type: ignore[attr-defined]
+        layer.forward = forward
+        setattr(layer, "_draftsdk_checkpointed", True)  # torch types Module attributes as Tensor | Module
 
 
 def freeze(module: _ModuleT) -> _ModuleT:
@@ -324,3 +328,117 @@ def freeze(module: _ModuleT) -> _ModuleT:
     module.eval()
     module.requires_grad_(False)
     return module
+
+
+class DeviceFollower:
+    """Keeps a reward's frozen modules on one device: a pinned one, or wherever the images are.
+
+    The reward-device contract: with ``device=None`` a reward follows the images' device (the
+    modules move once, on the first call with images elsewhere); with a device given it stays there
+    and the images are moved to it. Moving happens on first use, not when the reward is built, so a
+    reward made before ``torch.cuda.set_device`` (under torchrun) still lands on each rank's GPU.
+
+    Args:
+        modules: the modules to move together (e.g. a CLIP model and a head).
+        device: the reward's ``device`` option (see :func:`resolve_device`); None follows the images.
+
+    Examples:
+        >>> import torch
+        >>> head = torch.nn.Linear(2, 1)
+        >>> place = DeviceFollower([head])
+        >>> place.pinned is None, place.current
+        (True, device(type='cpu'))
+        >>> place.follow(torch.zeros(1, 2).device)
+        device(type='cpu')
+        >>> DeviceFollower([head], "cpu").describe()
+        'cpu'
+    """
+
+    def __init__(self, modules: Iterable[torch.nn.Module], device: Any = None) -> None:
+        import torch
+
+        self.modules = list(modules)
+        self.pinned = resolve_device(device)
+        self.current = torch.device("cpu")
+        if self.pinned is not None:
+            self._move(self.pinned)
+
+    def _move(self, device: torch.device) -> None:
+        if device != self.current:
+            for module in self.modules:
+                module.to(device)
+            self.current = device
+
+    def follow(self, device: torch.device) -> torch.device:
+        """Move the modules to the pinned device, else to ``device`` (the images'); returns where they are."""
+        self._move(self.pinned or device)
+        return self.current
+
+    def describe(self) -> str:
+        """``"follow images"`` or the pinned device, for a reward's ``repr``."""
+        return str(self.pinned) if self.pinned is not None else "follow images"
+
+
+# -- tiny models for plugin tests ------------------------------------------------------------------
+
+
+def tiny_open_clip_config(*, embed_dim: int = 32, quick_gelu: bool | None = None) -> dict[str, Any]:
+    """An open_clip model config (the ``ViT-*.json`` format) of a tiny random CLIP, for plugin tests.
+
+    The real 224 px input with patch 14 and the real 49408-token BPE vocabulary and 77-token context,
+    so the real tokenizer and pre-processing apply; two layers per tower (vision width 64, text width
+    32). ``quick_gelu`` is written only when given (OpenAI's weights use QuickGELU).
+
+    Examples:
+        >>> cfg = tiny_open_clip_config(quick_gelu=True)
+        >>> cfg["vision_cfg"]["image_size"], cfg["text_cfg"]["vocab_size"], cfg["quick_gelu"]
+        (224, 49408, True)
+    """
+    cfg: dict[str, Any] = {"embed_dim": embed_dim}
+    if quick_gelu is not None:
+        cfg["quick_gelu"] = quick_gelu
+    cfg["vision_cfg"] = {"image_size": 224, "layers": 2, "width": 64, "head_width": 32, "patch_size": 14}
+    cfg["text_cfg"] = {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2}
+    return cfg
+
+
+def tiny_clip_config(
+    tokenizer: Any,
+    *,
+    vision_hidden: int = 48,
+    projection_dim: int = 32,
+    hidden_act: str | None = None,
+    logit_scale: float | None = None,
+) -> Any:
+    """A transformers ``CLIPConfig`` of a tiny random CLIP for plugin tests (imports transformers).
+
+    Two layers per tower (text width 32, vision width ``vision_hidden``), the real 224 px input with
+    patch 14, the token ids of ``tokenizer`` (e.g. :func:`draftsdk.testing.tiny_clip_tokenizer`).
+    ``hidden_act`` sets both towers' activation (transformers' default is ``"quick_gelu"``);
+    ``logit_scale`` the initial ``logit_scale.exp()`` (e.g. 100 as in trained CLIPs).
+
+    Examples:
+        >>> from draftsdk.testing import tiny_clip_tokenizer
+        >>> config = tiny_clip_config(tiny_clip_tokenizer(), hidden_act="gelu", logit_scale=100.0)
+        >>> config.vision_config.image_size, config.text_config.hidden_act, round(config.logit_scale_init_value, 3)
+        (224, 'gelu', 4.605)
+    """
+    import math
+
+    from transformers import CLIPConfig
+
+    act: dict[str, Any] = {} if hidden_act is None else {"hidden_act": hidden_act}
+    scale: dict[str, Any] = {} if logit_scale is None else {"logit_scale_init_value": math.log(logit_scale)}
+    return CLIPConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+            max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id, **act,
+        ),
+        vision_config=dict(
+            image_size=224, patch_size=14, hidden_size=vision_hidden, intermediate_size=96, num_hidden_layers=2,
+            num_attention_heads=4, **act,
+        ),
+        projection_dim=projection_dim,
+        **scale,
+    )

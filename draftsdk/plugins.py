@@ -7,8 +7,11 @@ distribution, version and entry point; the other plugins still load.
 Environment variables:
 
 - ``DRAFTSDK_LOAD_PLUGINS=a,b`` loads only these plugins (distribution or entry-point names);
-  an empty value loads none besides the built-ins.
-- ``DRAFTSDK_TRACE_PLUGINS=1`` prints every hook call and its implementations to stderr.
+  an empty value loads none besides the built-ins. A name that matches no installed plugin is
+  reported in the "unknown reward" error.
+- ``DRAFTSDK_TRACE_PLUGINS=1`` prints to stderr, prefixed ``draftsdk-trace:``, every plugin found
+  (loaded, skipped by ``DRAFTSDK_LOAD_PLUGINS`` or failed, with its distribution and version),
+  every hook implementation called and what it registered.
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ __all__ = [
     "plugin_info",
     "register_plugin",
     "reset_plugins",
+    "load_plugins_problem",
+    "trace",
+    "tracing",
     "unregister_plugin",
 ]
 
@@ -65,6 +71,19 @@ class PluginInfo:
 
 _pm: pluggy.PluginManager | None = None
 _plugins: dict[str, PluginInfo] = {}
+_skipped: list[tuple[str, str]] = []  # (entry-point name, distribution) left out by DRAFTSDK_LOAD_PLUGINS
+_unmatched: list[str] = []  # DRAFTSDK_LOAD_PLUGINS names that match no installed plugin
+
+
+def tracing() -> bool:
+    """True when ``DRAFTSDK_TRACE_PLUGINS`` is set to a true value (1, true, yes, on)."""
+    return os.environ.get("DRAFTSDK_TRACE_PLUGINS", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def trace(message: str) -> None:
+    """Print ``draftsdk-trace: message`` to stderr when ``DRAFTSDK_TRACE_PLUGINS`` is set."""
+    if tracing():
+        print(f"draftsdk-trace: {message}", file=sys.stderr, flush=True)
 
 
 def _core_version() -> str:
@@ -109,15 +128,24 @@ def _register(pm: pluggy.PluginManager, plugin: object, info: PluginInfo) -> Non
     if problem is not None:
         pm.unregister(plugin)
         info.error = problem
+    if info.error:
+        trace(f"plugin {info.name} ({info.label}) failed: {info.error}")
+    else:
+        hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
+        trace(f"plugin {info.name} ({info.label}) loaded; implements {', '.join(hooks) or 'no hooks'}")
 
 
 def _load_entry_points(pm: pluggy.PluginManager) -> None:
     allowed = _allowed()
+    seen: set[str] = set()
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
         dist = ep.dist
         dist_name = dist.metadata["Name"] if dist is not None else "<unknown>"
         version = dist.version if dist is not None else "?"
+        seen.update((dist_name, ep.name))
         if allowed is not None and dist_name not in allowed and ep.name not in allowed:
+            _skipped.append((ep.name, dist_name))
+            trace(f"plugin {ep.name} ({dist_name} {version}) skipped: not in DRAFTSDK_LOAD_PLUGINS")
             continue
         if ep.name in _plugins:
             continue  # the same distribution seen twice on sys.path
@@ -127,8 +155,32 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
             plugin = ep.load()
         except Exception as exc:  # any import failure must not take the other plugins down
             info.error = _import_failure(exc)
+            trace(f"plugin {info.name} ({info.label}) failed: {info.error}")
             continue
         _register(pm, plugin, info)
+    if allowed is not None:
+        _unmatched.extend(sorted(allowed - seen))
+        for name in _unmatched:
+            trace(f"DRAFTSDK_LOAD_PLUGINS names {name!r}, which matches no installed plugin")
+
+
+def load_plugins_problem(name: str) -> str:
+    """Why ``DRAFTSDK_LOAD_PLUGINS`` may explain a missing reward ``name`` ("" when it does not).
+
+    Names the variable's entries that match no installed plugin (with the closest installed name)
+    and the installed plugin that provides ``name`` by the naming convention but was left out.
+    """
+    get_plugin_manager()
+    notes = []
+    installed = sorted({n for pair in _skipped for n in pair} | {p.distribution for p in _plugins.values()} | set(_plugins))
+    for typo in _unmatched:
+        close = difflib.get_close_matches(typo, installed, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        notes.append(f"DRAFTSDK_LOAD_PLUGINS names {typo!r}, which matches no installed plugin{hint}")
+    for ep_name, dist_name in _skipped:
+        if name in (ep_name, dist_name) or dist_name == f"draftsdk-{name}":
+            notes.append(f"plugin {dist_name} is installed but DRAFTSDK_LOAD_PLUGINS does not load it")
+    return "; ".join(notes)
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
@@ -153,8 +205,8 @@ def get_plugin_manager() -> pluggy.PluginManager:
                 continue
             _register(pm, module, info)
         _load_entry_points(pm)
-        if os.environ.get("DRAFTSDK_TRACE_PLUGINS"):
-            pm.trace.root.setwriter(sys.stderr.write)
+        if tracing():  # hook calls made through pm.hook (the registries call implementations and trace them)
+            pm.trace.root.setwriter(lambda text: sys.stderr.write(f"draftsdk-trace: {text}"))
             pm.enable_tracing()
         _pm = pm
     return _pm
@@ -221,4 +273,6 @@ def reset_plugins() -> None:
     global _pm
     _pm = None
     _plugins.clear()
+    _skipped.clear()
+    _unmatched.clear()
     _invalidate_registry()

@@ -6,18 +6,114 @@ Listing only records classes and factories; nothing is instantiated (and no weig
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import inspect
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .errors import DuplicateRewardError, PluginLoadError, RewardContractError, UnknownRewardError
-from .plugins import PluginInfo, get_plugin_manager, plugin_info
+from .errors import DraftError, DuplicateRewardError, PluginLoadError, RewardContractError, UnknownRewardError
+from .plugins import PluginInfo, get_plugin_manager, load_plugins_problem, plugin_info, trace
 
-__all__ = ["RewardInfo", "list_rewards", "get_reward", "reward_info"]
+__all__ = [
+    "RewardInfo", "RewardMeta", "RewardPluginError", "list_rewards", "get_reward", "reward_info", "plugin_error",
+    "objective_record",
+]
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class RewardMeta:
+    """What a user choosing a reward wants to know, given at registration (``register(cls, meta=...)``).
+
+    Plain data: nothing is loaded to build it, so listing rewards stays free. Every field is optional;
+    the plugin directory (docs/rewards/index.md) and ``draftsdk rewards --json`` show them.
+
+    Attributes:
+        inputs: what the reward reads, e.g. ``"image + prompt"`` or ``"image"``.
+        score_range: the typical ``(low, high)`` of scores on real models and images (not a bound).
+        memory_gb: approximate accelerator memory of the reward model at bf16, in GB (0 for no model).
+        reference: the implementation it reproduces (package or repository, and the function).
+        parity_tol: the tolerance on the score that the plugin's parity test against ``reference``
+            asserts (and passes) on tiny random weights; None when there is no reference.
+        weights_license: licence of the default weights ("none" when the reward has none).
+        homepage: where the method or its weights are described.
+        differentiable: yes/no; None (the default) takes the reward's ``differentiable`` attribute.
+
+    Examples:
+        >>> meta = RewardMeta(inputs="image", score_range=(0.0, 1.0), memory_gb=0)
+        >>> meta.as_dict()["score_range"]
+        [0.0, 1.0]
+    """
+
+    inputs: str = ""
+    score_range: tuple[float, float] | None = None
+    memory_gb: float | None = None
+    reference: str = ""
+    parity_tol: float | None = None
+    weights_license: str = ""
+    homepage: str = ""
+    differentiable: bool | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("inputs", "reference", "weights_license", "homepage"):
+            if not isinstance(getattr(self, name), str):
+                raise TypeError(f"RewardMeta: {name} must be a string, got {getattr(self, name)!r}")
+        if self.score_range is not None:
+            low_high = tuple(self.score_range)
+            if len(low_high) != 2 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in low_high) or low_high[0] > low_high[1]:
+                raise TypeError(f"RewardMeta: score_range must be (low, high) numbers, got {self.score_range!r}")
+            object.__setattr__(self, "score_range", (float(low_high[0]), float(low_high[1])))
+        for name in ("memory_gb", "parity_tol"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+                raise TypeError(f"RewardMeta: {name} must be a non-negative number or None, got {value!r}")
+        if self.differentiable is not None and not isinstance(self.differentiable, bool):
+            raise TypeError(f"RewardMeta: differentiable must be True, False or None, got {self.differentiable!r}")
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly form (``score_range`` as a list)."""
+        out = dataclasses.asdict(self)
+        out["score_range"] = list(self.score_range) if self.score_range is not None else None
+        out.pop("differentiable")
+        return out
+
+
+class RewardPluginError(RuntimeError):
+    """A reward raised an exception that is not a user error: a bug in its plugin.
+
+    The original exception is chained (``raise ... from exc``), so its traceback is printed; the
+    message names the reward and its distribution. User errors (``DraftError``, ``ValueError``,
+    ``OSError``) are not wrapped and stay one line.
+    """
+
+
+_USER_ERRORS = (DraftError, ValueError, OSError)
+
+
+def plugin_error(exc: BaseException, reward: str, plugin: str, version: str = "", during: str = "call") -> RewardPluginError | None:
+    """The [RewardPluginError][draftsdk.registry.RewardPluginError] to raise ``from exc``, or None for user errors.
+
+    Used around a reward's constructor and its ``__call__``; out-of-memory errors are not bugs either.
+
+    Examples:
+        >>> print(plugin_error(TypeError("bad"), "x", "draftsdk-x", "0.1"))
+        reward 'x' from draftsdk-x 0.1 failed in its call with TypeError: bad; this is a bug in the plugin, not in your settings (its traceback is above): report it to draftsdk-x
+        >>> plugin_error(ValueError("x: bad option"), "x", "draftsdk-x") is None
+        True
+    """
+    if isinstance(exc, _USER_ERRORS) or not isinstance(exc, Exception) or type(exc).__name__ == "OutOfMemoryError":
+        return None
+    where = f"{plugin} {version}".strip()
+    text = str(exc).strip().splitlines()
+    detail = f": {text[0]}" if text else ""
+    return RewardPluginError(
+        f"reward {reward!r} from {where} failed in its {during} with {type(exc).__name__}{detail}; this is a bug in "
+        f"the plugin, not in your settings (its traceback is above): report it to {plugin}"
+    )
 
 
 @dataclass(frozen=True)
@@ -30,6 +126,8 @@ class RewardInfo:
         description: one line, from ``description=`` or the factory's docstring.
         differentiable: the factory's ``differentiable`` attribute (None when unknown).
         aliases: other accepted names.
+        version: the distribution's version.
+        meta: the [RewardMeta][draftsdk.registry.RewardMeta] given at registration.
     """
 
     name: str
@@ -38,6 +136,7 @@ class RewardInfo:
     differentiable: bool | None
     aliases: tuple[str, ...] = ()
     version: str = ""
+    meta: RewardMeta = field(default_factory=RewardMeta)
     factory: Callable[..., Any] = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
     plugin_name: str = field(default="", repr=False, compare=False)
 
@@ -50,6 +149,7 @@ class RewardInfo:
             "description": self.description,
             "differentiable": self.differentiable,
             "aliases": list(self.aliases),
+            **self.meta.as_dict(),
         }
 
 
@@ -86,7 +186,7 @@ def _collect() -> _Table:
     pm = get_plugin_manager()
     table = _Table()
     for impl in pm.hook.register_rewards.get_hookimpls():
-        info = plugin_info(pm.get_name(impl.plugin))
+        info = plugin_info(impl.plugin_name)
 
         def register(
             factory: Any,
@@ -94,39 +194,82 @@ def _collect() -> _Table:
             name: str | None = None,
             aliases: tuple[str, ...] | list[str] = (),
             description: str | None = None,
+            meta: RewardMeta | None = None,
             _info: PluginInfo = info,
         ) -> None:
             made = _as_factory(factory, _info)
+            if meta is None:
+                meta = RewardMeta()
+            elif not isinstance(meta, RewardMeta):
+                raise TypeError(f"plugin {_info.label}: register(meta=...) takes a draftsdk.registry.RewardMeta, not {type(meta).__name__}")
             reward_name = name or getattr(factory, "name", None)
             if not isinstance(reward_name, str) or not _NAME.match(reward_name):
                 raise TypeError(
                     f"plugin {_info.label}: reward name {reward_name!r} is invalid; give the class a "
                     "lower-case `name` attribute or pass register(..., name='my-reward')"
                 )
+            declared = getattr(factory, "differentiable", None)
+            if meta.differentiable is not None and declared is not None and bool(declared) != meta.differentiable:
+                raise TypeError(
+                    f"plugin {_info.label}: reward {reward_name!r} says differentiable={declared!r} but its "
+                    f"RewardMeta says differentiable={meta.differentiable!r}"
+                )
             entry = RewardInfo(
                 name=reward_name,
                 plugin=_info.distribution,
                 version=_info.version,
                 description=description or _describe(factory),
-                differentiable=getattr(factory, "differentiable", None),
+                differentiable=declared if meta.differentiable is None else meta.differentiable,
                 aliases=tuple(aliases),
+                meta=meta,
                 factory=made,
                 plugin_name=_info.name,
             )
             for key in (reward_name, *entry.aliases):
-                previous = table.by_name.get(key) or (table.conflicts.get(key) or [None])[0]
+                conflicting = table.conflicts.get(key)
+                previous = table.by_name.get(key) or (conflicting[0] if conflicting else None)
                 if previous is not None:
                     table.conflicts.setdefault(key, [previous]).append(entry)
                     table.by_name.pop(key, None)
                 else:
                     table.by_name[key] = entry
             table.infos.append(entry)
+            trace(f"  {_info.name} registered reward {reward_name!r} ({_info.distribution} {_info.version})")
 
+        trace(f"calling register_rewards of {info.name} ({info.label})")
         try:
             impl.function(**{arg: register for arg in impl.argnames if arg == "register"})
         except Exception as exc:  # a broken plugin must not hide the others
             info.error = f"register_rewards failed: {type(exc).__name__}: {exc}".splitlines()[0]
+            trace(f"  register_rewards of {info.name} failed: {info.error}")
     return table
+
+
+def reward_version(spec: dict[str, Any] | None) -> str:
+    """The distribution version of the registered reward a term's ``spec`` names ("" when unknown)."""
+    entry = reward_table().by_name.get(str((spec or {}).get("name", "")))
+    return entry.version if entry is not None else ""
+
+
+def objective_record(objective: Any) -> list[dict[str, Any]]:
+    """A WeightedSum's ``spec()`` with each term's distribution and version (recorded in run directories).
+
+    Registered rewards get ``plugin`` (the distribution, ``draftsdk`` for built-ins) and ``version``;
+    reward objects passed directly get ``plugin: "<local>"`` and the class's ``module``.
+
+    Examples:
+        >>> import draftsdk
+        >>> objective_record(draftsdk.combine({"brightness": 0.5}))[0]["plugin"]
+        'draftsdk'
+    """
+    record = []
+    for term, spec in zip(objective.terms, objective.spec()):
+        entry = None if spec.get("local") else reward_table().by_name.get(str(spec.get("name", "")))
+        extra: dict[str, Any] = {"plugin": entry.plugin if entry else term.plugin, "version": entry.version if entry else ""}
+        if entry is None:
+            extra["module"] = type(term.reward).__module__
+        record.append({**spec, **extra})
+    return record
 
 
 def reward_table() -> _Table:
@@ -180,8 +323,10 @@ def reward_info(name: str) -> RewardInfo:
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     note = f" ({len(broken)} plugin(s) failed to load: run `draftsdk plugins`)" if broken else ""
+    env = load_plugins_problem(name)
+    env = f" Note: {env}." if env else ""
     raise UnknownRewardError(
-        f"unknown reward {name!r}.{hint} Installed: {', '.join(known) or 'none'}{note}"
+        f"unknown reward {name!r}.{hint} Installed: {', '.join(known) or 'none'}{note}{env}"
     )
 
 
@@ -197,6 +342,8 @@ def get_reward(name: str, **options: Any) -> Any:
     Raises:
         UnknownRewardError: see [reward_info][draftsdk.registry.reward_info].
         TypeError: an option the reward does not take (the message lists the valid ones).
+        RewardPluginError: the reward's constructor raised something other than a user error (a bug
+            in the plugin; the original traceback is chained).
     """
     info = reward_info(name)
     factory = info.factory
@@ -214,7 +361,13 @@ def get_reward(name: str, **options: Any) -> Any:
                 f"reward {name!r} got unknown option(s) {', '.join(map(repr, bad)) or repr(options)}; "
                 f"it accepts: {', '.join(valid) or 'no options'}"
             ) from None
-    reward = factory(**options)
+    try:
+        reward = factory(**options)
+    except Exception as exc:
+        bug = plugin_error(exc, name, info.plugin, info.version, during="constructor")
+        if bug is None:
+            raise
+        raise bug from exc
     from .rewards import Reward
 
     if not isinstance(reward, Reward):

@@ -115,15 +115,15 @@ def check_inputs(images: Tensor, prompts: Sequence[str], *, who: str = "reward")
     if isinstance(prompts, str) or len(prompts) != images.shape[0]:
         got = "a single string" if isinstance(prompts, str) else f"{len(prompts)} prompts"
         raise ValueError(f"{who}: got {images.shape[0]} images but {got}; pass one prompt per image")
-    lo, hi = images.detach().aminmax()
-    lo, hi = float(lo), float(hi)
+    lo, hi = map(float, images.detach().aminmax())
     if lo < -1e-4 or hi > 1 + 1e-4 or math.isnan(lo) or math.isnan(hi):
         fix = "; divide 0..255 images by 255" if hi > 2 else "; map [-1, 1] images with (x + 1) / 2" if lo < -0.5 else ""
         raise ValueError(f"{who}: images must be float in [0, 1], got values in [{lo:.4g}, {hi:.4g}]{fix}")
 
 
 def _check_output(term: Term, images: Tensor, out: Any) -> None:
-    """Shape on every call; finiteness on the first call; the gradient on the first call that needs one."""
+    """Shape on every call; the gradient on the first call that needs one. (NaN values are not a contract
+    error: the trainer skips such an update and stops after ``max_nonfinite_steps`` in a row, naming the term.)"""
     import torch
 
     who = f"reward '{term.label}' (plugin: {term.plugin})"
@@ -132,10 +132,6 @@ def _check_output(term: Term, images: Tensor, out: Any) -> None:
         raise RewardContractError(f"{who} returned {type(out).__name__}; expected a Tensor of shape ({batch},)")
     if tuple(out.shape) != (batch,):
         raise RewardContractError(f"{who} returned shape {tuple(out.shape)}; expected ({batch},)")
-    if not term.checked:
-        if not torch.isfinite(out).all():
-            raise RewardContractError(f"{who} returned non-finite values {out.detach().tolist()} on its first call")
-        term.checked = True
     wants_grad = term.reward.differentiable and images.requires_grad and torch.is_grad_enabled()
     if wants_grad and not term.grad_checked:
         if out.grad_fn is None:
@@ -161,7 +157,6 @@ class Term:
     label: str = ""
     plugin: str = "<local>"
     spec: dict[str, Any] | None = None
-    checked: bool = field(default=False, repr=False)
     grad_checked: bool = field(default=False, repr=False)
 
 
@@ -176,6 +171,12 @@ class RewardOutput:
 
     total: Tensor
     terms: dict[str, Tensor]
+
+    def nonfinite_terms(self) -> list[str]:
+        """Labels of the terms with a NaN/inf value in this batch."""
+        import torch
+
+        return [label for label, values in self.terms.items() if not bool(torch.isfinite(values).all())]
 
     def summary(self) -> dict[str, float]:
         """Mean and std of the total and of each term, for logging."""
@@ -192,8 +193,8 @@ class WeightedSum:
     """A reward that is the weighted sum of other rewards; build it with [combine][draftsdk.combine].
 
     Calling it returns the total; [evaluate][draftsdk.WeightedSum.evaluate] also returns each
-    term for logging. Every term's output is checked on its first call (shape, finiteness,
-    gradient) and a broken term raises [RewardContractError][draftsdk.errors.RewardContractError]
+    term for logging. Every term's output is checked (shape on every call, gradient on the first call
+    that needs one) and a broken term raises [RewardContractError][draftsdk.errors.RewardContractError]
     naming it.
     """
 
@@ -211,7 +212,15 @@ class WeightedSum:
         total = None
         raw: dict[str, Tensor] = {}
         for term in self.terms:
-            out = term.reward(images, prompts)
+            try:
+                out = term.reward(images, prompts)
+            except Exception as exc:  # a plugin's bug keeps its traceback and names the reward (registry.plugin_error)
+                from .registry import plugin_error, reward_version
+
+                bug = None if term.plugin == "<local>" else plugin_error(exc, term.label, term.plugin, reward_version(term.spec))
+                if bug is None:
+                    raise
+                raise bug from exc
             _check_output(term, images, out)
             raw[term.label] = out
             part = term.weight * (out.float() - term.offset) / term.scale

@@ -20,6 +20,9 @@ def test_installed_plugin_is_listed_and_usable(cli, fixture_plugins_dir):
         "description": "Agreement with a 2x2-pixel checkerboard pattern.",
         "differentiable": True,
         "aliases": ["checkerboard"],
+        # no RewardMeta given at registration: the fields are there, empty
+        "inputs": "", "score_range": None, "memory_gb": None, "reference": "", "parity_tol": None,
+        "weights_license": "", "homepage": "",
     }
     assert "brightness" in rewards  # built-ins still there
 
@@ -77,3 +80,26 @@ def test_asking_for_a_broken_plugins_reward_explains_why(cli, fixture_plugins_di
         "error: reward 'broken' is unavailable: plugin draftsdk-broken 0.0.1 (entry point broken = draftsdk_broken) "
         "failed to import: ModuleNotFoundError"
     )
+
+
+def test_load_plugins_typo_is_named_in_the_unknown_reward_error(cli, fixture_plugins_dir, tmp_path):
+    image = tmp_path / "x.png"
+    from PIL import Image
+
+    Image.new("RGB", (4, 4)).save(image)
+    out = cli("score", "--reward", "checker", "--prompt", "x", str(image),
+              env=_env(fixture_plugins_dir, DRAFTSDK_LOAD_PLUGINS="draftsdk-chekcer"))
+    assert out.returncode == 2
+    line = out.stderr.strip()
+    assert "\n" not in line and line.startswith("error: unknown reward 'checker'.")
+    assert "DRAFTSDK_LOAD_PLUGINS names 'draftsdk-chekcer', which matches no installed plugin (did you mean 'draftsdk-checker'?)" in line
+    assert "plugin draftsdk-checker is installed but DRAFTSDK_LOAD_PLUGINS does not load it" in line
+
+
+def test_trace_names_skipped_plugins_and_load_errors(cli, fixture_plugins_dir):
+    out = cli("plugins", env=_env(fixture_plugins_dir, DRAFTSDK_TRACE_PLUGINS="1", DRAFTSDK_LOAD_PLUGINS="draftsdk-checker,broken,nope"))
+    trace = out.stderr
+    assert "draftsdk-trace: plugin checker (draftsdk-checker 0.3.0 (entry point checker = draftsdk_checker)) loaded" in trace
+    assert "draftsdk-trace: plugin broken (draftsdk-broken 0.0.1 (entry point broken = draftsdk_broken)) failed: failed to import" in trace
+    assert "draftsdk-trace: plugin typo (draftsdk-typo" in trace and "skipped: not in DRAFTSDK_LOAD_PLUGINS" in trace
+    assert "DRAFTSDK_LOAD_PLUGINS names 'nope', which matches no installed plugin" in trace

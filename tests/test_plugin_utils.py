@@ -311,7 +311,8 @@ def test_public_api_is_documented():
     assert sorted(plugin_utils.__all__) == sorted(
         ["resolve_dtype", "resolve_device", "local_path", "looks_like_path", "resolve_source", "hub_file",
          "not_cached_error", "first_line", "hub_offline",
-         "offline_hint", "quiet_transformers", "quiet_diffusers", "checkpoint_layers", "freeze"]
+         "offline_hint", "quiet_transformers", "quiet_diffusers", "checkpoint_layers", "freeze", "DeviceFollower",
+         "tiny_clip_config", "tiny_open_clip_config"]
     )
     assert "reward-plugin authors" in plugin_utils.__doc__
     for name in plugin_utils.__all__:
@@ -331,3 +332,44 @@ def test_import_is_cheap():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+# --------------------------------------------------------------------------- DeviceFollower
+
+
+def test_device_follower_moves_once_to_the_images_device_or_stays_pinned(monkeypatch):
+    from draftsdk.plugin_utils import DeviceFollower
+
+    moves = []
+    head = nn.Linear(2, 1)
+    monkeypatch.setattr(head, "to", lambda device: moves.append(torch.device(device)) or head)
+    place = DeviceFollower([head])
+    assert place.pinned is None and place.current == torch.device("cpu") and moves == []  # nothing at construction
+    assert place.follow(torch.device("cpu")) == torch.device("cpu") and moves == []  # already there
+    assert place.follow(torch.device("meta")) == torch.device("meta") and moves == [torch.device("meta")]
+    place.follow(torch.device("meta"))
+    assert moves == [torch.device("meta")]  # moved once
+    assert place.describe() == "follow images"
+
+    moves.clear()
+    pinned = DeviceFollower([head], "meta")
+    assert moves == [torch.device("meta")] and pinned.describe() == "meta"
+    assert pinned.follow(torch.device("cpu")) == torch.device("meta") and len(moves) == 1  # stays pinned
+
+
+def test_tiny_model_configs_build_models():
+    import open_clip
+    from transformers import CLIPModel
+
+    from draftsdk.plugin_utils import tiny_clip_config, tiny_open_clip_config
+    from draftsdk.testing import tiny_clip_tokenizer
+
+    tok = tiny_clip_tokenizer()
+    model = CLIPModel(tiny_clip_config(tok, vision_hidden=40, projection_dim=16, hidden_act="gelu", logit_scale=100.0))
+    assert model.config.vision_config.hidden_size == 40 and model.config.projection_dim == 16
+    assert abs(float(model.logit_scale.detach().exp()) - 100.0) < 1e-3
+    assert model.config.text_config.eos_token_id == tok.eos_token_id
+    cfg = tiny_open_clip_config(embed_dim=24)
+    assert "quick_gelu" not in cfg
+    clip = open_clip.CLIP(**cfg)
+    assert clip.visual.image_size == (224, 224) and clip.text_projection.shape[-1] == 24

@@ -7,9 +7,10 @@ module level, so listing them stays free.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..hookspecs import hookimpl
+from ..registry import RewardMeta
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -64,9 +65,13 @@ class TargetColor:
         return -((images - target) ** 2).mean(dim=(1, 2, 3))
 
 
+def _meta(low: float, high: float) -> RewardMeta:
+    return RewardMeta(inputs="image", score_range=(low, high), memory_gb=0.0, weights_license="none (no weights)")
+
+
 @hookimpl
-def register_rewards(register):  # type: ignore[no-untyped-def]
-    register(Brightness)
-    register(Saturation)
-    register(Contrast)
-    register(TargetColor, aliases=("target-colour",))
+def register_rewards(register: Any) -> None:
+    register(Brightness, meta=_meta(0.0, 1.0))
+    register(Saturation, meta=_meta(0.0, 1.0))
+    register(Contrast, meta=_meta(0.0, 0.5))
+    register(TargetColor, aliases=("target-colour",), meta=_meta(-1.0, 0.0))

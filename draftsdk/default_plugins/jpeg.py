@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..hookspecs import hookimpl
+from ..registry import RewardMeta
 from ..rewards import check_inputs
 
 if TYPE_CHECKING:
@@ -101,5 +102,14 @@ class JpegIncompressibility(_JpegSize):
 @hookimpl
 def register_rewards(register: Any) -> None:
     """Register ``jpeg-compressibility`` and ``jpeg-incompressibility``."""
-    register(JpegCompressibility)
-    register(JpegIncompressibility)
+    register(JpegCompressibility, meta=_meta(-150.0, -5.0))
+    register(JpegIncompressibility, meta=_meta(5.0, 150.0))
+
+
+def _meta(low: float, high: float) -> RewardMeta:
+    """Typical range at 512 px: flat images ~5 kB, SD samples tens of kB, uniform noise ~300 kB."""
+    return RewardMeta(
+        inputs="image (rounded to 8 bits)", score_range=(low, high), memory_gb=0.0, weights_license="none (no weights)",
+        reference="ddpo-pytorch jpeg_compressibility / jpeg_incompressibility (PIL, quality 95, kB = 1000 bytes)",
+        parity_tol=0.0, homepage="https://github.com/kvablack/ddpo-pytorch",
+    )

@@ -22,25 +22,14 @@ GAIN, BIAS = 18.0, 5.24  # |w_eff| and b_eff of the published head (reward-refer
 
 def build_tiny_clip(path: Path, seed: int = 0, projection_dim: int = EMBED) -> Path:
     import torch
-    from transformers import CLIPConfig, CLIPModel
+    from transformers import CLIPModel
 
+    from draftsdk.plugin_utils import tiny_clip_config
     from draftsdk.testing import tiny_clip_tokenizer
 
     torch.manual_seed(seed)
     tok = tiny_clip_tokenizer()
-    config = CLIPConfig(
-        text_config=dict(
-            vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-            max_position_embeddings=77, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-            pad_token_id=tok.pad_token_id,
-        ),
-        vision_config=dict(
-            image_size=224, patch_size=14, hidden_size=48, intermediate_size=96, num_hidden_layers=2,
-            num_attention_heads=4,
-        ),
-        projection_dim=projection_dim,
-    )
-    model = CLIPModel(config).eval()
+    model = CLIPModel(tiny_clip_config(tok, projection_dim=projection_dim)).eval()
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return path
@@ -83,12 +72,9 @@ def build_tiny_open_clip(folder: Path, seed: int = 0) -> Path:
     import torch
     from safetensors.torch import save_file
 
-    model_cfg = {
-        "embed_dim": EMBED,
-        "quick_gelu": True,  # like OpenAI's ViT-L/14
-        "vision_cfg": {"image_size": 224, "layers": 2, "width": 64, "head_width": 32, "patch_size": 14},
-        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
-    }
+    from draftsdk.plugin_utils import tiny_open_clip_config
+
+    model_cfg = tiny_open_clip_config(embed_dim=EMBED, quick_gelu=True)  # QuickGELU like OpenAI's ViT-L/14
     torch.manual_seed(seed)
     model = open_clip.CLIP(**{k: v for k, v in model_cfg.items() if k != "quick_gelu"}, quick_gelu=True)
     folder.mkdir(parents=True, exist_ok=True)

@@ -22,12 +22,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-TINY_CONFIG = {
-    "embed_dim": 32,
-    "quick_gelu": True,
-    "vision_cfg": {"image_size": 224, "layers": 2, "width": 64, "head_width": 32, "patch_size": 14},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
-}
+from draftsdk.plugin_utils import tiny_clip_config, tiny_open_clip_config
+
+TINY_CONFIG = tiny_open_clip_config(quick_gelu=True)
 
 
 def align_towers(image_bias, image_proj, text_bias, text_proj, strength: float, seed: int) -> None:
@@ -74,25 +71,13 @@ def build_tiny_open_clip(folder: Path, seed: int = 0, name: str = "tiny-clipscor
 def build_tiny_hf_clip(path: Path, seed: int = 0, strength: float = 0.75) -> Path:
     """A folder with a random tiny transformers CLIPModel, its tokenizer and a CLIP image-processor config."""
     import torch
-    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel
+    from transformers import CLIPImageProcessorPil, CLIPModel
 
     from draftsdk.testing import tiny_clip_tokenizer
 
     torch.manual_seed(seed)
     tok = tiny_clip_tokenizer()
-    config = CLIPConfig(
-        text_config=dict(
-            vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-            max_position_embeddings=77, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-            pad_token_id=tok.pad_token_id, hidden_act="quick_gelu",
-        ),
-        vision_config=dict(
-            image_size=224, patch_size=14, hidden_size=48, intermediate_size=96, num_hidden_layers=2,
-            num_attention_heads=4, hidden_act="quick_gelu",
-        ),
-        projection_dim=32,
-    )
-    model = CLIPModel(config).eval()
+    model = CLIPModel(tiny_clip_config(tok, hidden_act="quick_gelu")).eval()
     # nn.Linear weights are (out, in): x @ weight.T, so align the transposed views in place
     align_towers(
         model.vision_model.post_layernorm.bias, model.visual_projection.weight.data.T,

@@ -16,11 +16,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-TINY_CONFIG = {
-    "embed_dim": 32,
-    "vision_cfg": {"image_size": 224, "layers": 2, "width": 64, "head_width": 32, "patch_size": 14},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
-}
+from draftsdk.plugin_utils import tiny_open_clip_config  # noqa: E402
+
+TINY_CONFIG = tiny_open_clip_config()  # embed 32, vision 2x64, text 2x32, the real 224 px / 49408 tokens
 
 
 def build_tiny_hps(folder: Path, seed: int = 0, config: dict | None = None, name: str = "tiny-hps-vit") -> tuple[Path, Path]:

@@ -7,7 +7,6 @@ No hub access: a CLIPModel (real 224 px input, logit scale 100 like PickScore's)
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
@@ -19,25 +18,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 def build_tiny_pickscore(path: Path, seed: int = 0, vision_hidden: int = 48, with_processor: bool = True) -> Path:
     import torch
-    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel
+    from transformers import CLIPImageProcessorPil, CLIPModel
 
+    from draftsdk.plugin_utils import tiny_clip_config
     from draftsdk.testing import tiny_clip_tokenizer
 
     torch.manual_seed(seed)
     tok = tiny_clip_tokenizer()
-    config = CLIPConfig(
-        text_config=dict(
-            vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-            max_position_embeddings=77, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-            pad_token_id=tok.pad_token_id, hidden_act="gelu",
-        ),
-        vision_config=dict(
-            image_size=224, patch_size=14, hidden_size=vision_hidden, intermediate_size=96, num_hidden_layers=2,
-            num_attention_heads=4, hidden_act="gelu",
-        ),
-        projection_dim=32,
-        logit_scale_init_value=math.log(100.0),
-    )
+    config = tiny_clip_config(tok, vision_hidden=vision_hidden, hidden_act="gelu", logit_scale=100.0)
     CLIPModel(config).eval().save_pretrained(path)
     if with_processor:
         tok.save_pretrained(path)

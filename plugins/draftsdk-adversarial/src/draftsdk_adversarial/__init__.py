@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import draftsdk
+from draftsdk.registry import RewardMeta
 from draftsdk.plugin_utils import first_line, freeze, hub_offline, resolve_device, resolve_dtype
 from draftsdk.rewards import check_inputs
 
@@ -311,6 +312,18 @@ class AdversarialReward:
         return f"AdversarialReward(target={self.target_names!r}, margin={self.margin}, {source})"
 
 
+META = RewardMeta(
+    inputs="image",
+    score_range=(-15.0, 0.0),
+    memory_gb=0.05,
+    reference="torchvision ResNet50_Weights.transforms() + resnet50, from PIL images",
+    parity_tol=2e-3,
+    weights_license="BSD-3-Clause (torchvision); trained on ImageNet, whose terms apply",
+    homepage="https://pytorch.org/vision/stable/models/generated/torchvision.models.resnet50.html",
+)
+"""What the plugin directory shows about ``adversarial``."""
+
+
 @draftsdk.hookimpl
 def register_rewards(register):  # type: ignore[no-untyped-def]
-    register(AdversarialReward)
+    register(AdversarialReward, meta=META)

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import draftsdk
+from draftsdk.registry import RewardMeta
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -103,6 +104,18 @@ class Aesthetic:
         return f"Aesthetic(path={self.path!r}, head={self.head_spec!r}, {self.model.describe()})"
 
 
+META = RewardMeta(
+    inputs="image",
+    score_range=(4.5, 7.0),
+    memory_gb=0.6,
+    reference="improved-aesthetic-predictor simple_inference.py (christophschuhmann) with openai CLIP ViT-L/14, from PIL images",
+    parity_tol=5e-3,
+    weights_license="head: Apache-2.0 (improved-aesthetic-predictor); CLIP: MIT (OpenAI); check the sources",
+    homepage="https://github.com/christophschuhmann/improved-aesthetic-predictor",
+)
+"""What the plugin directory shows about ``aesthetic``."""
+
+
 @draftsdk.hookimpl
 def register_rewards(register: Any) -> None:
-    register(Aesthetic, aliases=("laion-aesthetic",))
+    register(Aesthetic, aliases=("laion-aesthetic",), meta=META)

@@ -9,6 +9,7 @@ from torch import nn
 
 from draftsdk.image_ops import CLIP_MEAN, CLIP_STD, center_crop, normalize, resize_shortest_side
 from draftsdk.plugin_utils import (
+    DeviceFollower,
     checkpoint_layers,
     first_line,
     freeze,
@@ -215,15 +216,8 @@ class AestheticModel:
         elif grad_checkpointing:
             checkpoint_layers(self.clip.vision_model.encoder.layers)
         self.grad_checkpointing = bool(grad_checkpointing)
-        self._on = torch.device("cpu")
-        if self.device is not None:
-            self._move(self.device)
+        self.place = DeviceFollower([self.clip, self.head], self.device)  # follows the images unless a device is pinned
 
-    def _move(self, device: torch.device) -> None:
-        if device != self._on:
-            self.clip.to(device)
-            self.head.to(device)
-            self._on = device
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """OpenAI CLIP's ``_transform`` in torch ops: bicubic resize of the short side (antialiased,
@@ -234,8 +228,7 @@ class AestheticModel:
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """L2-normalised CLIP image embeddings (float32) of images in [0, 1]."""
-        device = self.device or images.device
-        self._move(device)
+        device = self.place.follow(images.device)
         pixels = self.preprocess(images.to(device)).to(self.dtype)
         out = self.clip(pixel_values=pixels)
         emb = (out if isinstance(out, torch.Tensor) else out.image_embeds).float()

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import draftsdk
+from draftsdk.registry import RewardMeta
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -136,7 +137,19 @@ class CLIPScore:
         return f"CLIPScore({self.source}, w={self.w:g}, prefix={self.prefix!r}, {self.scorer.describe()})"
 
 
+META = RewardMeta(
+    inputs="image + prompt",
+    score_range=(0.5, 1.0),
+    memory_gb=0.9,
+    reference="open_clip / transformers CLIP with their own evaluation transforms (jmhessel/clipscore's formula), from PIL images",
+    parity_tol=6e-4,
+    weights_license="OpenAI CLIP: MIT (code); check the weights' terms",
+    homepage="https://github.com/jmhessel/clipscore",
+)
+"""What the plugin directory shows about ``clipscore``."""
+
+
 @draftsdk.hookimpl
 def register_rewards(register: Any) -> None:
     """Register ``clipscore`` (alias ``clip-score``); nothing is loaded until the reward is instantiated."""
-    register(CLIPScore, aliases=("clip-score",))
+    register(CLIPScore, aliases=("clip-score",), meta=META)

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from draftsdk.image_ops import CLIP_MEAN, CLIP_STD, center_crop, normalize, resize, resize_shortest_side
 from draftsdk.plugin_utils import (
+    DeviceFollower,
     checkpoint_layers,
     first_line,
     freeze,
@@ -88,18 +89,11 @@ class _Scorer:
     def __init__(self, *, device: Any, dtype: Any) -> None:
         self.dtype = resolve_dtype(dtype, WHO)
         self.device = resolve_device(device)
-        self._on = torch.device("cpu")
         self.grad_checkpointing = False
 
     def _finish(self, clip: torch.nn.Module) -> None:
         self.clip = freeze(clip.to(self.dtype))
-        if self.device is not None:
-            self._move(self.device)
-
-    def _move(self, device: torch.device) -> None:
-        if device != self._on:
-            self.clip.to(device)
-            self._on = device
+        self.place = DeviceFollower([self.clip], self.device)  # follows the images unless a device is pinned
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """The model's input for images in [0, 1] (float32, differentiable)."""
@@ -113,7 +107,7 @@ class _Scorer:
 
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         """Unit image embeddings (float32) of images in [0, 1], with gradient to the pixels."""
-        pixels = self.preprocess(images.to(self._on)).to(self.dtype)
+        pixels = self.preprocess(images.to(self.place.current)).to(self.dtype)
         return F.normalize(self._image_features(pixels).float(), dim=-1)
 
     @torch.no_grad()
@@ -123,7 +117,7 @@ class _Scorer:
 
     def cosine(self, images: torch.Tensor, texts: list[str]) -> torch.Tensor:
         """cos(image_i, text_i) for each i (the diagonal), float32 (B,) on the images' device."""
-        self._move(self.device or images.device)
+        self.place.follow(images.device)
         text = self.encode_texts(texts)
         return (self.encode_images(images) * text).sum(dim=-1).to(images.device)
 
@@ -296,7 +290,7 @@ class OpenClipScorer(_Scorer):
         return self.clip.encode_image(pixels)
 
     def _text_features(self, texts: list[str]) -> torch.Tensor:
-        return self.clip.encode_text(self.tokenizer(texts).to(self._on))
+        return self.clip.encode_text(self.tokenizer(texts).to(self.place.current))
 
     def describe(self) -> str:
         """The settings that matter, for ``repr``."""
@@ -404,6 +398,6 @@ class HFClipScorer(_Scorer):
         return self._embedding(self.clip.get_image_features(pixel_values=pixels))
 
     def _text_features(self, texts: list[str]) -> torch.Tensor:
-        tokens = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt").to(self._on)
+        tokens = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt").to(self.place.current)
         out = self.clip.get_text_features(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])
         return self._embedding(out)

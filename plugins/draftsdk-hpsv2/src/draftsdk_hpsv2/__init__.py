@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import draftsdk
+from draftsdk.registry import RewardMeta
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -95,6 +96,18 @@ class HPSv2:
         return f"HPSv2(version={self.version!r}, path={self.path!r}, {self.model.describe()})"
 
 
+META = RewardMeta(
+    inputs="image + prompt",
+    score_range=(0.2, 0.35),
+    memory_gb=1.9,
+    reference="hpsv2.img_score.score (tgxs002/HPSv2 866735e), from PIL images",
+    parity_tol=1e-5,
+    weights_license="see the model page xswu/HPSv2 (Apache-2.0 code; not re-checked offline)",
+    homepage="https://github.com/tgxs002/HPSv2",
+)
+"""What the plugin directory shows about ``hpsv2``."""
+
+
 @draftsdk.hookimpl
 def register_rewards(register: Any) -> None:
-    register(HPSv2, aliases=("hps",))
+    register(HPSv2, aliases=("hps",), meta=META)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from draftsdk.image_ops import CLIP_MEAN, CLIP_STD, normalize, resize_longest_side_and_pad
-from draftsdk.plugin_utils import first_line, freeze, hub_file, local_path, resolve_device, resolve_dtype
+from draftsdk.plugin_utils import DeviceFollower, first_line, freeze, hub_file, local_path, resolve_device, resolve_dtype
 
 WHO = "hpsv2"
 
@@ -111,14 +111,8 @@ class HPSModel:
         if grad_checkpointing:
             self.clip.visual.set_grad_checkpointing(True)
         self.grad_checkpointing = bool(grad_checkpointing)
-        self._on = torch.device("cpu")
-        if self.device is not None:
-            self._move(self.device)
+        self.place = DeviceFollower([self.clip], self.device)  # follows the images unless a device is pinned
 
-    def _move(self, device: torch.device) -> None:
-        if device != self._on:
-            self.clip.to(device)
-            self._on = device
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """HPSv2's ``preprocess_val`` after ToTensor: ResizeMaxSize(224, fill=0) then Normalize."""
@@ -128,16 +122,16 @@ class HPSModel:
     @torch.no_grad()
     def encode_prompts(self, prompts: list[str]) -> torch.Tensor:
         """Unit text features (float32), the whole batch tokenised at once."""
-        tokens = self.tokenizer(prompts).to(self._on)
+        tokens = self.tokenizer(prompts).to(self.place.current)
         return F.normalize(self.clip.encode_text(tokens).float(), dim=-1)
 
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         """Unit image features (float32) of images in [0, 1]."""
-        pixels = self.preprocess(images.to(self._on)).to(self.dtype)
+        pixels = self.preprocess(images.to(self.place.current)).to(self.dtype)
         return F.normalize(self.clip.encode_image(pixels).float(), dim=-1)
 
     def __call__(self, images: torch.Tensor, prompts: list[str]) -> torch.Tensor:
-        self._move(self.device or images.device)
+        self.place.follow(images.device)
         text = self.encode_prompts(prompts)
         score = (self.encode_images(images) * text).sum(dim=-1)  # diag(image @ text.T)
         return score.to(images.device)

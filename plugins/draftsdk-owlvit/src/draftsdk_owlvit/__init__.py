@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import draftsdk
+from draftsdk.registry import RewardMeta
 from draftsdk.plugin_utils import first_line, freeze, resolve_device, resolve_dtype
 from draftsdk.rewards import check_inputs
 
@@ -369,6 +370,18 @@ class OwlViTReward:
         )
 
 
+META = RewardMeta(
+    inputs="image + text query",
+    score_range=(0.0, 1.0),
+    memory_gb=0.3,
+    reference="transformers OwlViTProcessor + post_process_object_detection, from PIL images",
+    parity_tol=1e-2,
+    weights_license="Apache-2.0 (google/owlvit-base-patch32)",
+    homepage="https://huggingface.co/google/owlvit-base-patch32",
+)
+"""What the plugin directory shows about ``owlvit``."""
+
+
 @draftsdk.hookimpl
 def register_rewards(register):  # type: ignore[no-untyped-def]
-    register(OwlViTReward)
+    register(OwlViTReward, meta=META)

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import draftsdk
+from draftsdk.registry import RewardMeta
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -91,6 +92,18 @@ class PickScore:
         return f"PickScore(path={self.path!r}, processor_path={self.processor_path!r}, {self.model.describe()})"
 
 
+META = RewardMeta(
+    inputs="image + prompt",
+    score_range=(18.0, 23.0),
+    memory_gb=1.9,
+    reference="PickScore README code (yuvalkirstain/PickScore) with the PIL CLIP processor, from PIL images",
+    parity_tol=1e-2,
+    weights_license="see the model page yuvalkirstain/PickScore_v1 (not re-checked offline)",
+    homepage="https://github.com/yuvalkirstain/PickScore",
+)
+"""What the plugin directory shows about ``pickscore``."""
+
+
 @draftsdk.hookimpl
 def register_rewards(register: Any) -> None:
-    register(PickScore, aliases=("pick-score",))
+    register(PickScore, aliases=("pick-score",), meta=META)

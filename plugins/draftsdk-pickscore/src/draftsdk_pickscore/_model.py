@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from draftsdk.image_ops import CLIP_MEAN, CLIP_STD, center_crop, normalize, resize, resize_shortest_side
 from draftsdk.plugin_utils import (
+    DeviceFollower,
     checkpoint_layers,
     first_line,
     freeze,
@@ -150,14 +151,8 @@ class PickScoreModel:
         if grad_checkpointing:
             checkpoint_layers(self.clip.vision_model.encoder.layers)
         self.grad_checkpointing = bool(grad_checkpointing)
-        self._on = torch.device("cpu")
-        if self.device is not None:
-            self._move(self.device)
+        self.place = DeviceFollower([self.clip], self.device)  # follows the images unless a device is pinned
 
-    def _move(self, device: torch.device) -> None:
-        if device != self._on:
-            self.clip.to(device)
-            self._on = device
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
         """CLIPImageProcessor in torch ops: bicubic antialiased resize (clamped like PIL's uint8
@@ -185,17 +180,17 @@ class PickScoreModel:
         """Unit text embeddings (float32); the batch is tokenised once."""
         tokens = self.tokenizer(
             prompts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
-        ).to(self._on)
+        ).to(self.place.current)
         out = self.clip.get_text_features(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])
         return F.normalize(self._embedding(out).float(), dim=-1)
 
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         """Unit image embeddings (float32) of images in [0, 1]."""
-        pixels = self.preprocess(images.to(self._on)).to(self.dtype)
+        pixels = self.preprocess(images.to(self.place.current)).to(self.dtype)
         return F.normalize(self._embedding(self.clip.get_image_features(pixel_values=pixels)).float(), dim=-1)
 
     def __call__(self, images: torch.Tensor, prompts: list[str]) -> torch.Tensor:
-        self._move(self.device or images.device)
+        self.place.follow(images.device)
         text = self.encode_prompts(prompts)
         cosine = (self.encode_images(images) * text).sum(dim=-1)  # diag(image @ text.T)
         score = self.clip.logit_scale.detach().float().exp() * cosine
