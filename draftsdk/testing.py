@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import gzip
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,9 @@ __all__ = [
     "tiny_sdxl_pipeline",
     "tiny_sd3_pipeline",
     "tiny_flux_pipeline",
+    "tiny_qwen_tokenizer",
+    "tiny_flux2_klein_pipeline",
+    "tiny_qwenimage_pipeline",
     "save_tiny_pipeline",
     "smooth_image",
 ]
@@ -162,7 +165,8 @@ def tiny_clip_tokenizer(vocab_size: int = 1000, model_max_length: int = 77) -> A
     tokens = byte_chars + [c + "</w>" for c in byte_chars] + ["".join(m) for m in merges]
     tokens += ["<|startoftext|>", "<|endoftext|>"]
     vocab = {t: i for i, t in enumerate(tokens)}
-    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=model_max_length)
+    # transformers annotates merges as list[str]; tokenizers' BPE takes (left, right) pairs
+    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=model_max_length)  # type: ignore[arg-type]
 
 
 def tiny_scheduler(kind: str = "ddim", prediction_type: str = "epsilon") -> Any:
@@ -262,8 +266,9 @@ def tiny_pipeline(
         tokenizer=tokenizer,
         unet=unet,
         scheduler=tiny_scheduler(scheduler, prediction_type),
-        safety_checker=None,
-        feature_extractor=None,
+        # diffusers annotates both without None; it takes None with requires_safety_checker=False
+        safety_checker=None,  # type: ignore[arg-type]
+        feature_extractor=None,  # type: ignore[arg-type]
         requires_safety_checker=False,
     )
 
@@ -326,8 +331,9 @@ def _tiny_flow_vae(latent_channels: int) -> Any:
 def _tiny_t5(tokenizer: Any, width: int) -> Any:
     from transformers import T5Config, T5EncoderModel
 
+    # decoder_start_token_id: a PreTrainedConfig kwarg, absent from T5Config's typed (dataclass) fields
     return T5EncoderModel(
-        T5Config(vocab_size=len(tokenizer), d_model=width, d_ff=64, d_kv=8, num_layers=2, num_heads=4,
+        T5Config(vocab_size=len(tokenizer), d_model=width, d_ff=64, d_kv=8, num_layers=2, num_heads=4,  # type: ignore[call-arg]
                  relative_attention_num_buckets=8, pad_token_id=tokenizer.pad_token_id, decoder_start_token_id=0)
     )
 
@@ -359,7 +365,7 @@ def tiny_sd3_pipeline(seed: int = 0, sample_size: int = 8, *, shift: float = 3.0
         tokenizer=tokenizer,
         text_encoder_2=encoders[1],
         tokenizer_2=tiny_clip_tokenizer(),
-        text_encoder_3=_tiny_t5(tokenizer_3, 64) if t5 else None,
+        text_encoder_3=_tiny_t5(tokenizer_3, 64) if t5 else None,  # type: ignore[arg-type]  # None: no T5, as SD3 allows
         tokenizer_3=tokenizer_3,
     )
 
@@ -394,11 +400,130 @@ def tiny_flux_pipeline(seed: int = 0, *, guidance_embeds: bool = True) -> Any:
     )
 
 
-TINY_BUILDERS = {"sd": tiny_pipeline, "sdxl": tiny_sdxl_pipeline, "sd3": tiny_sd3_pipeline, "flux": tiny_flux_pipeline}
+# Qwen's chat format (one turn per message; with ``enable_thinking=False`` the assistant turn opens
+# with an empty think block, as Qwen3's own template writes it).
+_QWEN_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n"
+    "{% if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n{% endif %}{% endif %}"
+)
+_QWEN_SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>",
+                        "<|vision_start|>", "<|vision_end|>", "<|image_pad|>")
+
+
+# Qwen-Image's system prompt: learnt as whole words, so that its template's prefix is about as many
+# tokens as with the real tokenizer (the pipeline drops the first 34).
+_QWENIMAGE_SYSTEM_PROMPT = ("Describe the image by detailing the color, shape, size, texture, quantity, text, spatial relationships "
+                            "of the objects and background:")
+
+
+def tiny_qwen_tokenizer(vocab_size: int = 480, model_max_length: int = 64) -> Any:
+    """A byte-level BPE ``Qwen2TokenizerFast`` (the class Qwen2.5 and Qwen3 use), trained offline in memory.
+
+    The 256 byte tokens, BPE merges learnt from a few captions up to ``vocab_size``, then Qwen's
+    special tokens (``<|endoftext|>`` pads, ``<|im_start|>``/``<|im_end|>`` delimit chat turns) and a
+    chat template in Qwen's format, so ``apply_chat_template`` works as with the real tokenizers.
+    """
+    import json
+
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import Qwen2TokenizerFast  # type: ignore[attr-defined]  # transformers 5: a runtime alias of Qwen2Tokenizer
+
+    corpus = ["a red cat", "a dog on a beach", "a photo of a fox", "user assistant system", _QWENIMAGE_SYSTEM_PROMPT] * 4
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    bpe.train_from_iterator(corpus, trainer)
+    model = json.loads(bpe.to_str())["model"]
+    vocab = dict(model["vocab"])
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split()) for m in model["merges"]]
+    for token in _QWEN_SPECIAL_TOKENS:
+        vocab[token] = len(vocab)
+    tokenizer = Qwen2TokenizerFast(vocab=vocab, merges=merges, model_max_length=model_max_length)
+    tokenizer.add_special_tokens({"additional_special_tokens": list(_QWEN_SPECIAL_TOKENS[1:])})
+    tokenizer.chat_template = _QWEN_CHAT_TEMPLATE
+    return tokenizer
+
+
+def tiny_flux2_klein_pipeline(seed: int = 0, *, is_distilled: bool = False) -> Any:
+    """A random-weight ``Flux2KleinPipeline`` at toy size (``is_distilled=True``: the step-distilled
+    kind, no guidance): a FLUX.2 transformer with one double- and one single-stream block, a 27-layer
+    Qwen3 of width 16 (the pipeline reads hidden states 9, 18 and 27) with the tiny Qwen tokenizer
+    (64 tokens), a 4-channel ``AutoencoderKLFlux2`` (patchified 2x2 into 16 channels) whose batch-norm
+    statistics are random, and FLUX.2's dynamically shifted schedule. Sample it at 32x32 or so."""
+    import torch
+    from diffusers import AutoencoderKLFlux2, FlowMatchEulerDiscreteScheduler, Flux2KleinPipeline, Flux2Transformer2DModel
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    torch.manual_seed(seed)
+    tokenizer = tiny_qwen_tokenizer()
+    text_encoder = Qwen3ForCausalLM(
+        Qwen3Config(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=27, num_attention_heads=2,
+                    num_key_value_heads=1, head_dim=8, max_position_embeddings=128, tie_word_embeddings=True,
+                    pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"))
+    )
+    transformer = Flux2Transformer2DModel(
+        patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=2,
+        joint_attention_dim=3 * 16, timestep_guidance_channels=32, axes_dims_rope=(4, 4, 4, 4), guidance_embeds=False,
+    )
+    vae = AutoencoderKLFlux2(
+        block_out_channels=(32, 64), down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+        layers_per_block=1, latent_channels=4, use_quant_conv=False, use_post_quant_conv=False,
+    )
+    with torch.no_grad():  # the latent statistics the decoder un-normalises with (a real VAE's are not 0 and 1)
+        vae.bn.running_mean.copy_(torch.randn(16) * 0.2)
+        vae.bn.running_var.copy_(torch.rand(16) + 0.5)
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15, base_image_seq_len=256, max_image_seq_len=4096, shift=3.0
+    )
+    return Flux2KleinPipeline(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+                              transformer=transformer, is_distilled=is_distilled)
+
+
+def tiny_qwenimage_pipeline(seed: int = 0) -> Any:
+    """A random-weight ``QwenImagePipeline`` at toy size: a Qwen-Image MMDiT with two blocks, a two-layer
+    Qwen2.5-VL (with a one-block vision tower it does not use for text) and the tiny Qwen tokenizer, a
+    4-channel 3D VAE with one level and its own ``latents_mean``/``latents_std``, and Qwen-Image's
+    schedule (dynamic shift, ``shift_terminal`` 0.02). Sample it at 32x32 or so."""
+    import torch
+    from diffusers import AutoencoderKLQwenImage, FlowMatchEulerDiscreteScheduler, QwenImagePipeline, QwenImageTransformer2DModel
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    torch.manual_seed(seed)
+    tokenizer = tiny_qwen_tokenizer()
+    token = tokenizer.convert_tokens_to_ids
+    text_encoder = Qwen2_5_VLForConditionalGeneration(
+        Qwen2_5_VLConfig(
+            text_config=dict(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                             num_key_value_heads=1, max_position_embeddings=256, pad_token_id=tokenizer.pad_token_id,
+                             bos_token_id=tokenizer.pad_token_id, eos_token_id=token("<|im_end|>"),
+                             rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [1, 1, 2]}),
+            vision_config=dict(depth=1, hidden_size=16, intermediate_size=16, num_heads=2, out_hidden_size=16, patch_size=2,
+                               spatial_merge_size=1, temporal_patch_size=1),
+            image_token_id=token("<|image_pad|>"), video_token_id=token("<|image_pad|>"),
+            vision_start_token_id=token("<|vision_start|>"), vision_end_token_id=token("<|vision_end|>"),
+        )
+    )
+    transformer = QwenImageTransformer2DModel(
+        patch_size=2, in_channels=16, out_channels=4, num_layers=2, attention_head_dim=16, num_attention_heads=2,
+        joint_attention_dim=16, axes_dims_rope=(4, 6, 6),
+    )
+    vae = AutoencoderKLQwenImage(base_dim=8, z_dim=4, dim_mult=[1, 2], num_res_blocks=1, attn_scales=[], temperal_downsample=[False],
+                                 latents_mean=[0.1, -0.2, 0.3, 0.0], latents_std=[1.5, 0.8, 1.2, 2.0])
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        use_dynamic_shifting=True, base_shift=0.5, max_shift=0.9, base_image_seq_len=256, max_image_seq_len=8192, shift=1.0,
+        shift_terminal=0.02, time_shift_type="exponential",
+    )
+    return QwenImagePipeline(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, transformer=transformer)
+
+
+TINY_BUILDERS: dict[str, Callable[..., Any]] = {"sd": tiny_pipeline, "sdxl": tiny_sdxl_pipeline, "sd3": tiny_sd3_pipeline, "flux": tiny_flux_pipeline,
+                 "flux2-klein": tiny_flux2_klein_pipeline, "qwenimage": tiny_qwenimage_pipeline}
 
 
 def save_tiny_pipeline(path: str | os.PathLike[str], family: str = "sd", **kwargs: Any) -> Path:
-    """Build a tiny pipeline of ``family`` (``sd``, ``sdxl``, ``sd3``, ``flux``) and ``save_pretrained`` it to ``path``.
+    """Build a tiny pipeline of ``family`` (a key of ``TINY_BUILDERS``: ``sd``, ``sdxl``, ``sd3``, ``flux``,
+    ``flux2-klein``, ``qwenimage``) and ``save_pretrained`` it to ``path``.
 
     Keyword arguments go to the builder ([tiny_pipeline][draftsdk.testing.tiny_pipeline],
     [tiny_sdxl_pipeline][draftsdk.testing.tiny_sdxl_pipeline]).

@@ -217,3 +217,15 @@ def test_sdxl_runs_ddpo(folders, tmp_path):
     assert all(r["grad_norm"] > 0 and "clip_fraction" in r for r in result.history)
     ups = [v for k, v in draftsdk.lora.read_lora(result.lora_path).state_dict.items() if "lora_B" in k]
     assert any(float(v.abs().sum()) > 0 for v in ups)  # B starts at zero: the updates were applied
+
+
+def test_a_family_whose_pipeline_the_installed_diffusers_lacks_says_so():
+    from draftsdk.models import ModelLoadError, get_family
+
+    class Future(type(get_family("flux2-klein"))):
+        name = "future"
+        pipeline_classes = ("FutureImagePipeline",)
+
+    with pytest.raises(ModelLoadError, match=r"^the future family needs diffusers.FutureImagePipeline, which diffusers "
+                                             r"\d.* does not have; upgrade diffusers \(pip install -U diffusers\)$"):
+        Future().pipeline_class()

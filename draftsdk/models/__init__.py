@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -64,7 +64,8 @@ def family_for(pipeline: Any) -> ModelFamily:
     fitting = [f for f in candidates if not f.missing_components(pipeline)]
     if fitting:  # a duck-typed object: the most specific family whose components are all there
         return max(fitting, key=lambda f: len(f.required_components))
-    closest = min(candidates, key=lambda f: (len(f.missing_components(pipeline)), len(f.required_components)))
+    # ties (e.g. an object with none of the components) name the classic SD family's needs
+    closest = min(candidates, key=lambda f: (len(f.missing_components(pipeline)), len(f.required_components), f.name != "sd"))
     closest.check(pipeline)
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -96,7 +97,8 @@ def _pipeline_class_name(model: str) -> str:
 
     try:
         with quiet_diffusers():
-            return str(DiffusionPipeline.load_config(model)["_class_name"])
+            # cast: diffusers annotates load_config as returning (config, unused_kwargs); without the flags it is the dict
+            return str(cast("dict[str, Any]", DiffusionPipeline.load_config(model))["_class_name"])
     except (OSError, ValueError, KeyError):
         raise ModelLoadError(
             f"cannot load the pipeline {model!r}: it is not a local folder and not in the Hugging Face cache "

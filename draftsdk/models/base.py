@@ -111,9 +111,17 @@ class ModelFamily:
 
     # -- loading and inspection ---------------------------------------------------------------------
     def pipeline_class(self) -> Any:
+        """The diffusers pipeline class this family loads with (ModelLoadError when the installed
+        diffusers predates it)."""
         import diffusers
 
-        return getattr(diffusers, self.pipeline_classes[0])
+        try:
+            return getattr(diffusers, self.pipeline_classes[0])
+        except AttributeError:
+            raise ModelLoadError(
+                f"the {self.name} family needs diffusers.{self.pipeline_classes[0]}, which diffusers {diffusers.__version__} "
+                "does not have; upgrade diffusers (pip install -U diffusers)"
+            ) from None
 
     def load(self, model: str, *, dtype: torch.dtype | None = None) -> Any:
         """Load a folder or hub id with this family's pipeline class (CPU; the caller moves it)."""
@@ -154,8 +162,11 @@ class ModelFamily:
                 f"(needs {', '.join(self.required_components)}; load one with draftsdk.load_pipeline(path_or_id))"
             )
 
-    def denoiser(self, pipeline: Any) -> torch.nn.Module:
-        """The module LoRA is attached to and trained (``pipeline.unet`` / ``pipeline.transformer``)."""
+    def denoiser(self, pipeline: Any) -> Any:
+        """The module LoRA is attached to and trained (``pipeline.unet`` / ``pipeline.transformer``).
+
+        A diffusers model (a ``torch.nn.Module`` with ``config``, ``device`` and peft's adapter methods),
+        hence typed ``Any``."""
         return getattr(pipeline, self.denoiser_name)
 
     def _modules(self, pipeline: Any, names: Any) -> list[torch.nn.Module]:
@@ -207,8 +218,10 @@ class ModelFamily:
         """Whether sampling runs a classifier-free-guidance batch (negative prompts) at this scale."""
         return guidance_scale > 1.0
 
-    def predict(self, pipeline: Any, latents: torch.Tensor, timestep: float, cond: Conditioning, guidance_scale: float) -> torch.Tensor:
-        """The guided model output at ``timestep`` (the family decides how guidance is applied)."""
+    def predict(
+        self, pipeline: Any, latents: torch.Tensor, timestep: torch.Tensor | float, cond: Conditioning, guidance_scale: float
+    ) -> torch.Tensor:
+        """The guided model output at ``timestep`` (the Sampler passes a 0-dim tensor; the family decides how guidance is applied)."""
         raise NotImplementedError
 
     def decode(self, pipeline: Any, latents: torch.Tensor, *, height: int, width: int) -> torch.Tensor:

@@ -9,7 +9,7 @@ noise schedule, exactly as ``pipe.scheduler = DDIMScheduler.from_config(pipe.sch
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -25,7 +25,7 @@ class StableDiffusion(ModelFamily):
     name = "sd"
     description = "Stable Diffusion 1.x/2.x"
     pipeline_classes = ("StableDiffusionPipeline",)
-    required_components = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+    required_components: ClassVar[tuple[str, ...]] = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")  # SDXL adds more
     denoiser_name = "unet"
     default_steps = 50
     default_guidance = 7.5

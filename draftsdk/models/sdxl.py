@@ -11,7 +11,7 @@ float32 under fp16. LoRA adapts the UNet only (no text-encoder LoRA).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -62,7 +62,8 @@ class StableDiffusionXL(StableDiffusion):
         }
 
     def frozen_dtype(self, pipeline: Any, module: torch.nn.Module, dtype: torch.dtype) -> torch.dtype:
-        if module is pipeline.vae and dtype == torch.float16 and pipeline.vae.config.get("force_upcast", False):
+        # cast: ``module is pipeline.vae`` narrows the (diffusers) VAE to torch.nn.Module, which has no ``config``
+        if module is pipeline.vae and dtype == torch.float16 and cast(Any, pipeline.vae).config.get("force_upcast", False):
             return torch.float32  # the SDXL VAE overflows in float16
         return dtype
 
