@@ -22,7 +22,8 @@ MKDOCS_YML = ROOT / "mkdocs.yml"
 SNIPPET = re.compile(r'--8<--\s+"([^"]+)"')
 # pages written by the reward plugins' authors, and generated pages: not held to the rules of
 # hand-written pages (they are still built, and their snippets still checked)
-PLUGIN_PAGES = {f"rewards/{name}.md" for name in ("aesthetic", "hpsv2", "pickscore", "owlvit", "adversarial", "clipscore")}
+PLUGIN_PAGES = {f"rewards/{name}.md" for name in ("aesthetic", "hpsv2", "pickscore", "owlvit", "adversarial", "clipscore",
+                                                  "imagereward")}
 GENERATED_PAGES = {"reference/cli.md", "reference/configuration.md"}
 
 
@@ -51,6 +52,14 @@ def _nav_pages(nav) -> list[str]:
 def _pages() -> list[Path]:
     """Every Markdown page of the site (the example plugin's README is excluded from the build)."""
     return sorted(p for p in DOCS.rglob("*.md") if "examples" not in p.relative_to(DOCS).parts)
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"draftsdk_docs_{name}", DOCS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module        # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
 
 
 def _gen_reference():
@@ -89,7 +98,7 @@ def test_site_builds_strict_and_offline(site):
 
 def test_every_page_is_in_the_nav():
     nav = _nav_pages(_mkdocs_config()["nav"])
-    pages = {p.relative_to(DOCS).as_posix() for p in _pages()}
+    pages = {p.relative_to(DOCS).as_posix() for p in _pages()} | set(_load("gen_benchmarks").PAGES)
     assert sorted(set(nav) - pages) == [], "nav entries without a page"
     assert sorted(pages - set(nav)) == [], "pages missing from the nav"
 
@@ -311,3 +320,138 @@ def test_example_plugin_tests_are_collected_from_the_repository_root():
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "test_sharpness.py::test_reward_contract" in proc.stdout
     assert "test_sharpness.py::test_found_through_its_entry_point_once_installed" in proc.stdout
+
+
+# -- the site as a reader gets it -------------------------------------------------------------------
+
+
+def _html_code_blocks(html_text: str) -> list[str]:
+    """The text of the highlighted code blocks of a built page, in order."""
+    import html as html_lib
+
+    blocks = re.findall(r'<div class="[^"]*highlight"><pre>(.*?)</pre>', html_text, re.S)
+    return [html_lib.unescape(re.sub(r"<[^>]+>", "", block)) for block in blocks]
+
+
+def _same_code(a: str, b: str) -> bool:
+    lines = lambda text: [line.rstrip() for line in text.strip("\n").splitlines()]  # noqa: E731
+    return lines(a) == lines(b)
+
+
+def test_the_docs_tests_run_exactly_the_code_the_site_shows(site):
+    """docs/run_examples.py renders a page's code itself; what it runs must be, block by block, the
+    code of the built page (the same includes, sections, dedenting and order)."""
+    runner = _load("run_examples")
+    pages = [p for p in runner.discover() if p.suffix == ".md"]
+    assert len(pages) >= 12
+    for page in pages:
+        rel = runner.page_name(page)
+        built = _html_code_blocks((site / rel.replace(".md", ".html")).read_text(encoding="utf-8"))
+        rendered = "\n".join(runner._snippet_preprocessor().run(page.read_text(encoding="utf-8").splitlines()))
+        ours = runner.fenced_blocks(rendered)
+        assert len(built) == len(ours), f"{rel}: {len(built)} code blocks on the site, {len(ours)} in the source"
+        for number, ((lang, code), shown) in enumerate(zip(ours, built), start=1):
+            assert _same_code(code, shown), f"{rel}, code block {number} ({lang}): the site shows other code"
+        run = runner.page_code(page)
+        assert _same_code(run, "\n\n".join(code for lang, code in ours if lang in ("python", "py")))
+        assert "--8<--" not in run
+
+
+def test_search_works_from_disk(site):
+    """Material's offline plugin: the search index is a script, and the Web Worker shim it needs is
+    served from the site itself, not from unpkg.com."""
+    config = _mkdocs_config()
+    plugin_names = [p if isinstance(p, str) else next(iter(p)) for p in config["plugins"]]
+    assert "search" in plugin_names and "offline" in plugin_names
+    assert (site / "search" / "search_index.js").read_text(encoding="utf-8").startswith("var __index = ")
+    index = (site / "index.html").read_text(encoding="utf-8")
+    assert 'src="assets/javascripts/iframe-worker-shim.js"' in index
+    assert (site / "assets" / "javascripts" / "iframe-worker-shim.js").stat().st_size > 500
+    assert "unpkg.com" not in index
+
+
+def test_long_signatures_are_wrapped(site):
+    """mkdocstrings formats signatures with ruff (or black) when one is installed: long ones wrap,
+    one parameter a line, instead of running off the page."""
+    import html as html_lib
+
+    assert importlib.util.find_spec("ruff") or importlib.util.find_spec("black"), "pip install ruff"
+    options = next(p for p in _mkdocs_config()["plugins"] if isinstance(p, dict) and "mkdocstrings" in p)
+    python = options["mkdocstrings"]["handlers"]["python"]["options"]
+    assert python["separate_signature"] is True and python["line_length"] <= 88
+    html = (site / "reference" / "api" / "draftsdk.html").read_text(encoding="utf-8")
+    signatures = [html_lib.unescape(re.sub(r"<[^>]+>", "", s))
+                  for s in re.findall(r'<div class="doc-signature highlight"><pre>(.*?)</pre>', html, re.S)]
+    assert len(signatures) > 20
+    sample = next(s for s in signatures if s.lstrip().startswith("sample("))
+    assert "\n    prompts: Sequence[str],\n" in sample, sample
+    too_long = [line for s in signatures for line in s.splitlines() if len(line) > python["line_length"] + 12]
+    assert not too_long, too_long[:3]
+
+
+# -- the benchmarks page ----------------------------------------------------------------------------
+
+
+def test_benchmarks_page_shows_every_result_file():
+    gen = _load("gen_benchmarks")
+    everything = {p for p in gen.RESULTS.rglob("*") if p.is_file() and not p.name.startswith(".")}
+    assert everything, "benchmarks/results/ is empty"
+    missing = sorted(p.relative_to(ROOT).as_posix() for p in everything - gen.used_files())
+    assert not missing, f"result files the Benchmarks page does not show: {missing}"
+    page = gen.render()
+    for path in everything:
+        if path.suffix != ".png":
+            assert f"`{path.relative_to(ROOT).as_posix()}`" in page
+
+
+def test_every_result_names_machine_versions_command_and_date():
+    gen = _load("gen_benchmarks")
+    results = gen.load_results()
+    for section in ("Sample efficiency", "Step cost and memory", "GPU suite"):
+        assert any(gen._section_of(r) == section for r in results), f"no {section} results"
+    for result in results:
+        machine = result.data.get("machine", {})
+        assert result.data.get("command", "").startswith("python benchmarks/"), result.stem
+        assert re.match(r"\d{4}-\d{2}-\d{2}", machine.get("date", "")), result.stem
+        for name in ("python", "torch", "diffusers"):
+            assert machine.get(name), f"{result.stem}: no {name} version"
+        if result.report:
+            # the .md and the .json are the output of the same run
+            assert result.data["command"] in result.report, f"{result.stem}: .md and .json disagree"
+            assert machine["date"] in result.report or machine["date"][:10] in result.report, result.stem
+
+
+def test_benchmarks_page_is_built_from_the_current_results(site):
+    """The built page holds every result's command, date and table rows: it cannot lag behind."""
+    import html as html_lib
+
+    gen = _load("gen_benchmarks")
+    built = html_lib.unescape(re.sub(r"<[^>]+>", "", (site / "benchmarks.html").read_text(encoding="utf-8")))
+    built = re.sub(r"\s+", " ", built)
+    for result in gen.load_results():
+        assert result.data["command"] in built, result.stem
+        assert result.data["machine"]["date"] in built, result.stem
+        for row in re.findall(r"^\|(?!-)(.+)\|$", result.report, re.M)[:40]:
+            cells = [html_lib.unescape(c.strip().replace("**", "").replace("`", "")) for c in row.split("|")]
+            assert " ".join(c for c in cells if c) in " ".join(built.split()) or all(c in built for c in cells), (
+                f"{result.stem}: table row not on the built page: {row}"
+            )
+        for image in result.images:
+            assert (site / gen.ASSETS / image.relative_to(gen.RESULTS)).is_file()
+    assert "benchmarks.md" in _nav_pages(_mkdocs_config()["nav"])
+    assert "docs/gen_benchmarks.py" in (_mkdocs_config().get("hooks") or [])
+
+
+def test_benchmarks_page_follows_new_results(tmp_path):
+    gen = _load("gen_benchmarks")
+    results = gen.load_results()
+    new = gen.Result("gpu/2027-01-01-h200", {"command": "python benchmarks/gpu_suite.py",
+                     "machine": {"date": "2027-01-01 10:00 UTC", "gpu": "NVIDIA H200", "gpu_memory_gib": 139.8,
+                                 "torch": "2.14.1", "python": "3.11.7", "diffusers": "0.42.1"}},
+                     "# GPU suite\n\nCommand: x\n\n| a | b |\n|---|---|\n| 1 | 2 |\n", [])
+    page = gen.render([*results, new])
+    gpu = page[page.index("## GPU suite"):]
+    assert "### gpu/2027-01-01-h200" in gpu and "GPU NVIDIA H200, 139.8 GiB" in gpu
+    assert "No GPU results yet" not in gpu and "| 1 | 2 |" in gpu and "Command: x" not in gpu
+    other = gen.Result("new_thing", {"command": "python benchmarks/new.py", "machine": {}}, "", [])
+    assert "## Other results" in gen.render([*results, other])

@@ -1,16 +1,12 @@
 """Combine rewards: weights, options, and normalising terms that live on different scales.
 
-Run: python docs/examples/combine_rewards.py
-(DRAFTSDK_EXAMPLE_MODEL / DRAFTSDK_EXAMPLE_SMOKE shrink it for the docs tests:
-docs/run_examples.py.)
+Shown on docs/howto/combine-rewards.md, whose code blocks the docs tests run in order
+(docs/run_examples.py).
 """
 
-import json
-import os
-
+# --8<-- [start:weights]
 import torch
 
-# --8<-- [start:weights]
 import draftsdk
 
 objective = draftsdk.combine({"brightness": 1.0, "contrast": 0.5, "saturation": -0.2})
@@ -35,17 +31,14 @@ print(out.summary())
 print(objective.spec())
 # --8<-- [end:terms]
 
-MODEL = os.environ.get("DRAFTSDK_EXAMPLE_MODEL", "stable-diffusion-v1-5/stable-diffusion-v1-5")
-SMOKE = json.loads(os.environ.get("DRAFTSDK_EXAMPLE_SMOKE", "{}"))
-STEPS = SMOKE.get("num_inference_steps", 50)
-
 # --8<-- [start:measure]
 # Score images of the *base* model: how large is each term, how much does it vary?
 names = ["brightness", "contrast", "saturation"]
 pipe = draftsdk.load_pipeline(MODEL)
 prompts = draftsdk.prompts.prompt_set("simple-animals")[:16]
 noise = torch.Generator().manual_seed(0)
-out = draftsdk.sample(pipe, prompts, num_inference_steps=STEPS, generator=noise)
+steps = QUICK.get("num_inference_steps", 50)   # sampling steps: 4 in the try
+out = draftsdk.sample(pipe, prompts, num_inference_steps=steps, generator=noise)
 images = out.images
 
 raw = draftsdk.combine(names).evaluate(images, prompts).terms

@@ -1,21 +1,16 @@
 """DRaFT-K written out by hand with draftsdk.sample: the Trainer's core, without the bookkeeping.
 
-Run: python docs/examples/custom_loop.py
-(DRAFTSDK_EXAMPLE_MODEL / DRAFTSDK_EXAMPLE_SMOKE shrink it for the docs tests:
-docs/run_examples.py.)
+Shown on docs/explanation/variants.md (after docs/examples/quick_setup.py), whose code blocks the
+docs tests run in order (docs/run_examples.py).
 """
-
-import json
-import os
-
-MODEL = os.environ.get("DRAFTSDK_EXAMPLE_MODEL", "stable-diffusion-v1-5/stable-diffusion-v1-5")
-SMOKE = json.loads(os.environ.get("DRAFTSDK_EXAMPLE_SMOKE", "{}"))
-T, UPDATES = SMOKE.get("num_inference_steps", 50), SMOKE.get("steps", 100)
 
 # --8<-- [start:loop]
 import torch
 
 import draftsdk
+
+T = QUICK.get("num_inference_steps", 50)    # sampling steps
+UPDATES = QUICK.get("steps", 100)
 
 pipe = draftsdk.load_pipeline(MODEL)
 pipe.vae.requires_grad_(False)
@@ -33,8 +28,8 @@ for update in range(UPDATES):
     optimizer.zero_grad()
     loss.backward()          # reward -> VAE decode -> last UNet call -> LoRA
     optimizer.step()
-# --8<-- [end:loop]
     print(update, -loss.item())
+# --8<-- [end:loop]
 
 # --8<-- [start:where]
 out = draftsdk.sample(pipe, prompts, num_inference_steps=T, grad_steps=1)

@@ -1,12 +1,8 @@
 """A custom reward in a few lines: a class or a decorated function, checked, combined, trained on.
 
-Run: python docs/examples/custom_reward.py
-(DRAFTSDK_EXAMPLE_MODEL / DRAFTSDK_EXAMPLE_SMOKE shrink it for the docs tests:
-docs/run_examples.py.)
+Shown on docs/howto/custom-reward.md (after docs/examples/quick_setup.py), whose code blocks the
+docs tests run in order (docs/run_examples.py).
 """
-
-import json
-import os
 
 # --8<-- [start:reward]
 import torch
@@ -60,18 +56,13 @@ print(out.total.shape)     # torch.Size([2])
 print(sorted(out.terms))   # ['colourfulness', 'contrast', 'warmth']
 # --8<-- [end:combine]
 
-MODEL = os.environ.get("DRAFTSDK_EXAMPLE_MODEL", "stable-diffusion-v1-5/stable-diffusion-v1-5")
-SMOKE = json.loads(os.environ.get("DRAFTSDK_EXAMPLE_SMOKE", "{}"))
-
 # --8<-- [start:train]
-config = draftsdk.TrainConfig(steps=500, output_dir="runs/colourful")
-# --8<-- [end:train]
-config = draftsdk.TrainConfig.build({**config.model_dump(), **SMOKE})  # docs tests: tiny
-# --8<-- [start:fit]
+settings = dict(steps=500, output_dir="runs/colourful")
+config = draftsdk.TrainConfig(**{**settings, **QUICK})
 trainer = draftsdk.Trainer(MODEL, objective, config)
 result = trainer.fit(prompt_set="simple-animals")
 print(result.history[-1]["reward/colourfulness/mean"], result.lora_path)
-# --8<-- [end:fit]
+# --8<-- [end:train]
 
 
 # --8<-- [start:register]

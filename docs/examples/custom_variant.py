@@ -1,14 +1,8 @@
 """A new training variant in one class: the gradient at one early, layout-setting step.
 
-Run: python docs/examples/custom_variant.py
-(DRAFTSDK_EXAMPLE_MODEL / DRAFTSDK_EXAMPLE_SMOKE shrink it for the docs tests: docs/run_examples.py)
+Shown on docs/howto/write-a-variant.md (after docs/examples/quick_setup.py), whose code blocks the
+docs tests run in order (docs/run_examples.py).
 """
-
-import json
-import os
-
-MODEL = os.environ.get("DRAFTSDK_EXAMPLE_MODEL", "stable-diffusion-v1-5/stable-diffusion-v1-5")
-SMOKE = json.loads(os.environ.get("DRAFTSDK_EXAMPLE_SMOKE", "{}"))
 
 # --8<-- [start:variant]
 import torch
@@ -62,7 +56,7 @@ settings = dict(
     steps=200,
     output_dir="runs/early-step",
 )
-config = draftsdk.TrainConfig(**{**settings, **SMOKE})
+config = draftsdk.TrainConfig(**{**settings, **QUICK})
 result = draftsdk.Trainer(MODEL, {"brightness": 1.0}, config).fit(["a cat", "a dog"])
 print(result.history[-1]["grad_steps"], result.lora_path)
 # --8<-- [end:train]

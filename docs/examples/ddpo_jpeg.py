@@ -1,20 +1,13 @@
 """Train Stable Diffusion with DDPO on JPEG compressibility, a reward without a gradient.
 
-Run: python docs/examples/ddpo_jpeg.py
-(needs a GPU and the SD 1.5 weights; DRAFTSDK_EXAMPLE_MODEL / DRAFTSDK_EXAMPLE_SMOKE shrink it
-for the docs tests: docs/run_examples.py.)
+Shown on docs/rewards/jpeg.md, whose code blocks the docs tests run in order
+(docs/run_examples.py).
 """
-
-import json
-import os
-
-import draftsdk
-
-MODEL = os.environ.get("DRAFTSDK_EXAMPLE_MODEL", "stable-diffusion-v1-5/stable-diffusion-v1-5")
-SMOKE = json.loads(os.environ.get("DRAFTSDK_EXAMPLE_SMOKE", "{}"))
 
 # --8<-- [start:score]
 import torch
+
+import draftsdk
 
 compressibility = draftsdk.get_reward("jpeg-compressibility")  # quality=95, as in DDPO
 flat = torch.full((1, 3, 512, 512), 0.5)  # one grey: a tiny file
@@ -29,6 +22,15 @@ print("jpeg-incompressibility at quality 80 (kB):",
 # --8<-- [end:score]
 
 # --8<-- [start:train]
+from draftsdk.testing import save_tiny_pipeline
+
+# A quick try, offline on a CPU: a tiny random-weight model and tiny sizes.
+# The real run: QUICK = {} and
+#   MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+MODEL = str(save_tiny_pipeline("models/tiny-sd"))
+QUICK = dict(num_inference_steps=4, batch_size=1, grad_accum_steps=1, steps=1,
+             eval_seeds=[0], mixed_precision="no")
+
 settings = dict(
     variant="ddpo",  # policy gradient: the reward needs no gradient
     eta=1.0,  # DDPO samples stochastically (eta > 0)
@@ -41,7 +43,7 @@ settings = dict(
     steps=100,
     output_dir="runs/ddpo-jpeg",
 )
-config = draftsdk.TrainConfig(**{**settings, **SMOKE})
+config = draftsdk.TrainConfig(**{**settings, **QUICK})
 trainer = draftsdk.Trainer(MODEL, "jpeg-compressibility", config)
 result = trainer.fit(prompt_set="simple-animals")
 

@@ -1,50 +1,39 @@
 """Scale one LoRA adapter between the base and the fine-tuned model; mix adapters trained on
 different rewards.
 
-Run: python docs/examples/lora_scale_mix.py
-It expects two adapters from earlier runs (ADAPTERS below). When they are missing it first writes
-two random ones, so that the script runs anywhere (this is what the docs tests do).
+Shown on docs/howto/lora.md (after docs/examples/quick_setup.py), whose code blocks the docs
+tests run in order (docs/run_examples.py).
 """
 
-import json
-import os
-from pathlib import Path
-
+# --8<-- [start:adapters]
 import torch
 
-import draftsdk
 from draftsdk import lora
 
-MODEL = os.environ.get("DRAFTSDK_EXAMPLE_MODEL", "stable-diffusion-v1-5/stable-diffusion-v1-5")
-SMOKE = json.loads(os.environ.get("DRAFTSDK_EXAMPLE_SMOKE", "{}"))
-STEPS = SMOKE.get("num_inference_steps", 50)
+# Two adapters from earlier runs, trained on different rewards:
 ADAPTERS = {
     "aesthetic": "runs/aesthetic/lora.safetensors",
     "pickscore": "runs/pickscore/lora.safetensors",
 }
-
-
-def random_adapter(path: str, seed: int) -> None:
-    """A stand-in for a trained adapter (B is zero right after add_lora: randomise it)."""
+# No such runs yet? Two random stand-ins (B is 0 after add_lora: randomise it).
+for seed, path in enumerate(ADAPTERS.values()):
     unet = draftsdk.load_pipeline(MODEL).unet
     torch.manual_seed(seed)
     for p in lora.add_lora(unet, rank=4):
         p.data.normal_(std=0.05)
     lora.save_lora(path, unet, base_model=MODEL)
 
-
-for i, path in enumerate(ADAPTERS.values()):
-    if not Path(path).exists():
-        random_adapter(path, seed=i)
-
 device = "cuda" if torch.cuda.is_available() else "cpu"
+STEPS = QUICK.get("num_inference_steps", 50)   # sampling steps: 4 in the try
 
 
 def render(pipe):
     """'a cat' from the same initial noise every time."""
     noise = torch.Generator().manual_seed(0)
-    out = draftsdk.sample(pipe, ["a cat"], num_inference_steps=STEPS, generator=noise)
-    return out.images
+    return draftsdk.sample(
+        pipe, ["a cat"], num_inference_steps=STEPS, generator=noise
+    ).images
+# --8<-- [end:adapters]
 
 
 # --8<-- [start:scale]
@@ -77,8 +66,8 @@ lora.load_lora(fresh, "runs/mixed.safetensors", "mixed")
 from_file = render(fresh)
 difference = (from_file - mixed_live).abs().max().item()
 print(f"max difference: {difference:.1e}")                 # float rounding only
-# --8<-- [end:exact]
 assert difference < 1e-3
+# --8<-- [end:exact]
 
 # --8<-- [start:diffusers]
 from diffusers import StableDiffusionPipeline

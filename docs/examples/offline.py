@@ -1,15 +1,8 @@
 """Work without network access: save a self-contained pipeline folder once, load it by path.
 
-Run: python docs/examples/offline.py
-(DRAFTSDK_EXAMPLE_MODEL points the docs tests at a tiny random-weight pipeline:
-docs/run_examples.py.)
+Shown on docs/troubleshooting.md (after docs/examples/quick_setup.py), whose code blocks the docs
+tests run in order (docs/run_examples.py).
 """
-
-import os
-
-import draftsdk
-
-MODEL = os.environ.get("DRAFTSDK_EXAMPLE_MODEL", "stable-diffusion-v1-5/stable-diffusion-v1-5")
 
 # --8<-- [start:save]
 # With network access: download once (MODEL is the hub id), save one folder.

@@ -1,55 +1,35 @@
 """Resume an interrupted run: the same output_dir with resume=True, and the run continues.
 
-Run: python docs/examples/resume.py
-(DRAFTSDK_EXAMPLE_MODEL / DRAFTSDK_EXAMPLE_SMOKE shrink it for the docs tests:
-docs/run_examples.py.)
+Shown on docs/howto/resume.md (after docs/examples/quick_setup.py), whose code blocks the docs
+tests run in order (docs/run_examples.py).
 """
 
-import json
-import os
-import shutil
-from pathlib import Path
-
-import draftsdk
-
-MODEL = os.environ.get("DRAFTSDK_EXAMPLE_MODEL", "stable-diffusion-v1-5/stable-diffusion-v1-5")
-SMOKE = json.loads(os.environ.get("DRAFTSDK_EXAMPLE_SMOKE", "{}"))
-SMOKE.pop("steps", None)
-
-
-def shrink(config):   # docs tests only: tiny sizes, the same step counts
-    return draftsdk.TrainConfig.build({**config.model_dump(), **SMOKE})
-
-
 # --8<-- [start:first]
-config = draftsdk.TrainConfig(steps=4, save_every=2, output_dir="runs/resumable")
-# --8<-- [end:first]
-config = shrink(config)
-# --8<-- [start:first_fit]
+settings = dict(steps=4, save_every=2, output_dir="runs/resumable")
+config = draftsdk.TrainConfig(**{**QUICK, **settings})  # these win over QUICK
 trainer = draftsdk.Trainer(MODEL, {"brightness": 1.0}, config)
 first = trainer.fit(prompt_set="simple-animals")
-# --8<-- [end:first_fit]
 
 # Pretend the run died after its checkpoint at step 2: drop the later one.
+import shutil
+
 shutil.rmtree("runs/resumable/checkpoints/step-000004")
+# --8<-- [end:first]
 
 # --8<-- [start:resume]
-config = draftsdk.TrainConfig(
-    steps=4, save_every=2, output_dir="runs/resumable", resume=True
-)
-# --8<-- [end:resume]
-config = shrink(config)
-# --8<-- [start:resume_fit]
+config = draftsdk.TrainConfig(**{**QUICK, **settings, "resume": True})
 trainer = draftsdk.Trainer(MODEL, {"brightness": 1.0}, config)
 again = trainer.fit(prompt_set="simple-animals")
-print(again.steps_done)                           # 4
+print(again.steps_done)                               # 4
 print([record["step"] for record in again.history])   # [3, 4]
-# --8<-- [end:resume_fit]
-assert [r["step"] for r in again.history] == [3, 4]
 # the same last update as without the interruption
 assert again.history[-1]["loss"] == first.history[-1]["loss"]
+# --8<-- [end:resume]
 
 # --8<-- [start:inspect]
+import json
+from pathlib import Path
+
 run = Path("runs/resumable")
 print(sorted(p.name for p in (run / "checkpoints").iterdir()))
 # ['step-000002', 'step-000004']

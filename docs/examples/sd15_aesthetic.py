@@ -1,19 +1,11 @@
 """The SD 1.5 + aesthetic tutorial in Python (the same run as sd15_aesthetic.toml).
 
-Run: python docs/examples/sd15_aesthetic.py
-(needs a GPU, the SD 1.5 weights and draftsdk-aesthetic)
-
-The DRAFTSDK_EXAMPLE_* variables let the docs tests run it offline on a tiny random-weight
-pipeline with a reward that needs no weights (docs/run_examples.py); unset, they change nothing.
+Shown on docs/tutorials/sd15-aesthetic.md and docs/index.md, after docs/examples/quick_setup.py;
+the docs tests run those pages' code blocks in order (docs/run_examples.py).
 """
 
-import json
-import os
-
 # --8<-- [start:config]
-import draftsdk
-
-config = draftsdk.TrainConfig(
+settings = dict(
     variant="draft-lv",        # the last step, plus 2 re-noised copies of it
     num_inference_steps=50,
     guidance_scale=7.5,
@@ -30,15 +22,12 @@ config = draftsdk.TrainConfig(
     keep_checkpoints=20,
     output_dir="runs/sd15-aesthetic",
 )
+config = draftsdk.TrainConfig(**{**settings, **QUICK})   # QUICK = {}: real run
 # --8<-- [end:config]
 
-MODEL = os.environ.get("DRAFTSDK_EXAMPLE_MODEL", "stable-diffusion-v1-5/stable-diffusion-v1-5")
-REWARDS = json.loads(os.environ.get("DRAFTSDK_EXAMPLE_REWARDS", '{"aesthetic": 1.0}'))
-SMOKE = json.loads(os.environ.get("DRAFTSDK_EXAMPLE_SMOKE", "{}"))
-config = draftsdk.TrainConfig.build({**config.model_dump(), **SMOKE})
-
 # --8<-- [start:train]
-# MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5", REWARDS = {"aesthetic": 1.0}
+# the real run: {"aesthetic": 1.0} (the draftsdk-aesthetic plugin)
+REWARDS = {"brightness": 1.0}
 pipe = draftsdk.load_pipeline(MODEL)
 objective = draftsdk.combine(REWARDS)
 trainer = draftsdk.Trainer(pipe, objective, config)
@@ -75,7 +64,9 @@ images = {}
 for alpha in (0.0, 1.0):
     draftsdk.lora.scale(pipe, draftsdk.lora.ADAPTER_NAME, alpha)
     noise = torch.Generator().manual_seed(0)
-    images[alpha] = draftsdk.sample(pipe, prompts, generator=noise).images
+    steps = config.num_inference_steps
+    out = draftsdk.sample(pipe, prompts, num_inference_steps=steps, generator=noise)
+    images[alpha] = out.images
 
 with torch.no_grad():
     base, tuned = (objective(images[a], prompts).mean().item() for a in (0.0, 1.0))

@@ -4,29 +4,31 @@
     torchrun --nproc_per_node 8 docs/examples/train_ddp.py              # 8 GPUs
     accelerate launch --multi_gpu --num_processes 8 docs/examples/train_ddp.py
 
-The docs tests run it as one process on the CPU (DRAFTSDK_EXAMPLE_* variables:
-docs/run_examples.py); tests/test_reliability.py runs the trainer under torchrun with two CPU
-processes.
+Shown whole on docs/howto/multi-gpu.md, after docs/examples/quick_setup.py (which saves the tiny
+model folder it uses); the docs tests run that page's code blocks in order (docs/run_examples.py),
+and tests/test_reliability.py runs the trainer under torchrun with two CPU processes.
 """
-
-import json
-import os
 
 # --8<-- [start:script]
 import draftsdk
 
-config = draftsdk.TrainConfig(
+# A quick try: the tiny folder saved above, small sizes, a reward without
+# weights. The real run: REWARDS = {"aesthetic": 1.0}, QUICK = {} and
+#   MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+MODEL, REWARDS = "models/tiny-sd", {"brightness": 1.0}
+QUICK = dict(num_inference_steps=4, batch_size=1, steps=1, eval_seeds=[0],
+             mixed_precision="no")
+
+settings = dict(
     batch_size=4,            # per process: on 8 GPUs, 32 prompts per update
     learning_rate=4e-4,
     steps=2000,
     mixed_precision="bf16",
     output_dir="runs/ddp-aesthetic",
 )
+config = draftsdk.TrainConfig(**{**settings, **QUICK})
 # --8<-- [end:script]
-MODEL = os.environ.get("DRAFTSDK_EXAMPLE_MODEL", "stable-diffusion-v1-5/stable-diffusion-v1-5")
-REWARDS = json.loads(os.environ.get("DRAFTSDK_EXAMPLE_REWARDS", '{"aesthetic": 1.0}'))
-SMOKE = json.loads(os.environ.get("DRAFTSDK_EXAMPLE_SMOKE", "{}"))
-config = draftsdk.TrainConfig.build({**config.model_dump(), **SMOKE})
+
 # --8<-- [start:fit]
 # joins the process group that torchrun / accelerate set up, if any
 trainer = draftsdk.Trainer(MODEL, REWARDS, config)

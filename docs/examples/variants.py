@@ -1,20 +1,11 @@
 """Every DRaFT variant as TrainConfig settings, each run briefly on the same model and reward.
 
-Run: python docs/examples/variants.py
-(DRAFTSDK_EXAMPLE_MODEL / DRAFTSDK_EXAMPLE_SMOKE shrink it for the docs tests:
-docs/run_examples.py.)
+Shown on docs/howto/choose-variant.md (after docs/examples/quick_setup.py), whose code blocks the
+docs tests run in order (docs/run_examples.py).
 """
 
-import json
-import os
-
-import draftsdk
-
-MODEL = os.environ.get("DRAFTSDK_EXAMPLE_MODEL", "stable-diffusion-v1-5/stable-diffusion-v1-5")
-SMOKE = json.loads(os.environ.get("DRAFTSDK_EXAMPLE_SMOKE", "{}"))
-T = SMOKE.get("num_inference_steps", 50)
-
 # --8<-- [start:variants]
+T = QUICK.get("num_inference_steps", 50)   # sampling steps
 variants = {
     # gradient through all T steps, each UNet call checkpointed
     "DRaFT (full)": dict(variant="draft"),
@@ -34,7 +25,7 @@ variants = {
 # --8<-- [start:compare]
 for label, settings in variants.items():
     run = f"runs/variants/{settings['variant']}"
-    settings = {"steps": 20, "output_dir": run, **SMOKE, **settings}
+    settings = {"steps": 20, "output_dir": run, **QUICK, **settings}
     config = draftsdk.TrainConfig(**settings)
     trainer = draftsdk.Trainer(MODEL, {"brightness": 1.0}, config)
     last = trainer.fit(prompt_set="simple-animals").history[-1]
