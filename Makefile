@@ -12,7 +12,7 @@ PLUGINS := $(sort $(wildcard plugins/draftsdk-*))
 export HF_HUB_OFFLINE := 1
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: demo test install docs clean-venv
+.PHONY: demo test typecheck install docs clean-venv
 
 $(STAMP): pyproject.toml $(wildcard plugins/draftsdk-*/pyproject.toml)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+typecheck: $(STAMP)
+	$(PY) -m mypy
 
 docs: $(STAMP)
 	$(VENV)/bin/mkdocs build --strict

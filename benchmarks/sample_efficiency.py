@@ -18,6 +18,7 @@ and the median over all seeds is reported. The sweep is printed too.
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
 import json
 import math
 import statistics
@@ -110,6 +111,8 @@ def main() -> None:
     parser.add_argument("--eval-seeds", type=int, default=16)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--no-save", action="store_true")
+    parser.add_argument("--merge", action="store_true",
+                        help="re-measure only --methods and replace their rows in results/sample_efficiency.json, keeping the others")
     parser.add_argument("--report-only", action="store_true",
                         help="rebuild the tables and the plot from results/sample_efficiency.json without training")
     args = parser.parse_args()
@@ -141,12 +144,27 @@ def main() -> None:
         runs += [best] + [run(method, seed, best["lr"], args) for seed in range(1, args.seeds)]
 
     data = {"settings": vars(args), "methods": methods, "runs": runs, "sweep": sweep}
+    if args.merge:
+        stored = json.loads((RESULTS / "sample_efficiency.json").read_text())
+        keep = lambda rows: [r for r in rows if r["method"] not in methods]  # noqa: E731
+        remeasured = {m: _dt.date.today().isoformat() for m in methods}
+        data = {"settings": stored["settings"], "methods": stored["methods"] + [m for m in methods if m not in stored["methods"]],
+                "runs": keep(stored["runs"]) + runs, "sweep": keep(stored["sweep"]) + sweep,
+                "remeasured": {**stored.get("remeasured", {}), **remeasured},
+                "earlier_command": stored.get("earlier_command") or stored.get("command")}
     table = report(data)
     print(table)
     if not args.no_save:
         path = write_result("sample_efficiency", {**data, "median_queries_to_target": median_queries(data)}, table)
         plot(data, RESULTS / "sample_efficiency.png")
         print(f"\nwrote {path} and {RESULTS / 'sample_efficiency.png'}")
+
+
+def _seconds_to_target(run: dict[str, Any]) -> float | None:
+    """Compute to reach the target: the run's seconds pro rata of the updates it needed (evaluations included)."""
+    if run["steps_to_target"] is None:
+        return None
+    return run["seconds"] * run["steps_to_target"] / run["curve"][-1][2]
 
 
 def _median_or_none(values: list[Any]) -> float | None:
@@ -164,8 +182,9 @@ def report(data: dict[str, Any]) -> str:
     lines = [f"Target: geometric mean P(prompt-{settings['digit']} image read as {settings['target_digit']}) >= "
              f"{settings['target']} on {settings['eval_seeds']} fixed evaluation seeds; median over "
              f"{settings['seeds']} training seeds, each method at its best learning rate of the sweep.\n",
-             "| method | lr | queries to target (median) | per seed | rollouts to target (median) | final P(target) (median) | queries run | s/run |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| method | lr | queries to target (median) | per seed | rollouts to target (median) | updates to target (median) "
+             "| CPU s to target (median) | final P(target) (median) | queries run | s/run |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     medians = median_queries(data)
     for method in methods:
         mine = [r for r in runs if r["method"] == method]
@@ -174,12 +193,21 @@ def report(data: dict[str, Any]) -> str:
         most = max(r["queries_total"] for r in mine)
         shown = f"{medians[method]:g}" if medians[method] is not None else f"not reached (> {most})"
         rollouts = _median_or_none([r["rollouts_to_target"] for r in mine])
-        lines.append(f"| {method} | {mine[0]['lr']:g} | {shown} | {per_seed} | {'—' if rollouts is None else f'{rollouts:g}'} | "
+        updates = _median_or_none([r["steps_to_target"] for r in mine])
+        seconds = _median_or_none([_seconds_to_target(r) for r in mine])
+        when = f" (re-measured {data['remeasured'][method]})" if method in data.get("remeasured", {}) else ""
+        lines.append(f"| {method}{when} | {mine[0]['lr']:g} | {shown} | {per_seed} | {'—' if rollouts is None else f'{rollouts:g}'} | "
+                     f"{'—' if updates is None else f'{updates:g}'} | {'—' if seconds is None else f'{seconds:.0f}'} | "
                      f"{final:.3f} | {mine[0]['queries_total']} | {statistics.median(r['seconds'] for r in mine):.0f} |")
     ratios = []
     one, lv, ddpo = medians.get("DRaFT-1"), medians.get("DRaFT-LV (n=2)"), medians.get("DDPO")
     if one and lv:
         ratios.append(f"DRaFT-LV / DRaFT-1 queries: {lv / one:.2f}x")
+        for what, get in (("updates", lambda r: r["steps_to_target"]), ("CPU seconds", _seconds_to_target)):
+            a = _median_or_none([get(r) for r in runs if r["method"] == "DRaFT-LV (n=2)"])
+            b = _median_or_none([get(r) for r in runs if r["method"] == "DRaFT-1"])
+            if a and b:
+                ratios.append(f"DRaFT-LV / DRaFT-1 {what} to target: {a / b:.2f}x")
     if one and ddpo:
         ratios.append(f"DDPO / DRaFT-1 queries: {ddpo / one:.1f}x")
     elif one and "DDPO" in methods:

@@ -29,8 +29,8 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_path)`` to fill a temporary file, then move it to ``path`` atomically."""
+def atomic_write(path: str | os.PathLike[str], write: Callable[[str], object]) -> Path:
+    """Call ``write(tmp_path)`` to fill a temporary file (its return value is ignored), then move it to ``path`` atomically."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)

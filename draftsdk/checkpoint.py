@@ -4,16 +4,20 @@ A checkpoint is a folder ``checkpoints/step-000100/`` holding ``lora.safetensors
 diffusers-format LoRA file), ``state.pt`` (optimizer, LR schedule, RNG states, counters; tensors and
 plain containers only, read back with ``torch.load(weights_only=True)``) and ``meta.json``. It is
 built under a temporary name and renamed into place, so ``kill -9`` at any moment leaves either the
-previous checkpoints or the new one complete, never a half-written one.
+previous checkpoints or the new one complete, never a half-written one. ``meta.json`` records the
+SHA-256 of the other two files; a resume verifies them and falls back to the newest checkpoint that
+is intact (a disk fault or a stray edit), warning about each one it passes over.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import shutil
 import tempfile
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,12 +35,14 @@ __all__ = [
     "is_run_dir",
     "latest_checkpoint",
     "load_checkpoint_state",
+    "resume_checkpoint",
     "prepare_run_dir",
     "save_checkpoint",
 ]
 
 CHECKPOINT_RE = re.compile(r"^step-(\d{6,})$")
 MIN_FREE_BYTES = 64 * 2**20
+CHECKPOINT_FILES = ("lora.safetensors", "state.pt")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -181,14 +187,27 @@ def prepare_run_dir(path: Path, *, overwrite: bool, resume: bool) -> None:
         )
 
 
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The complete checkpoint with the highest step, or None."""
+def _complete_checkpoints(run_dir: Path) -> list[Path]:
+    """Complete checkpoints (``meta.json`` present), newest first."""
     root = run_dir / "checkpoints"
     if not root.is_dir():
-        return None
+        return []
     found = [(int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := CHECKPOINT_RE.match(p.name))]
-    complete = [(step, p) for step, p in found if (p / "meta.json").is_file()]
-    return max(complete)[1] if complete else None
+    return [p for _, p in sorted(found, reverse=True) if (p / "meta.json").is_file()]
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The complete checkpoint with the highest step, or None."""
+    complete = _complete_checkpoints(run_dir)
+    return complete[0] if complete else None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def save_checkpoint(
@@ -213,8 +232,9 @@ def save_checkpoint(
             torch.save(dict(state), f)
             f.flush()
             os.fsync(f.fileno())
+        files = {name: _sha256(tmp / name) for name in CHECKPOINT_FILES}
         # meta.json last: its presence marks a checkpoint as complete
-        write_text_atomic(tmp / "meta.json", json.dumps(dict(meta), indent=2, default=str))
+        write_text_atomic(tmp / "meta.json", json.dumps({**meta, "sha256": files}, indent=2, default=str))
         _fsync_dir(tmp)
         if final.exists():
             shutil.rmtree(final)
@@ -234,10 +254,50 @@ def save_checkpoint(
 
 
 def load_checkpoint_state(checkpoint: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Read ``state.pt`` (with ``weights_only=True``) and ``meta.json`` of a checkpoint."""
+    """Read and verify a checkpoint: ``meta.json``, the SHA-256 of its files, then ``state.pt``
+    (with ``weights_only=True``). Any fault is a one-line DraftError naming the file."""
+    meta_file = checkpoint / "meta.json"
     try:
-        state = torch.load(checkpoint / "state.pt", map_location="cpu", weights_only=True)
-        meta = json.loads((checkpoint / "meta.json").read_text(encoding="utf-8"))
-    except (OSError, RuntimeError, json.JSONDecodeError) as exc:
-        raise DraftError(f"checkpoint {str(checkpoint)!r} is unreadable: {str(exc).splitlines()[0]}") from None
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        if not isinstance(meta, dict):
+            raise ValueError(f"expected a JSON object, got {type(meta).__name__}")
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise DraftError(f"checkpoint file {str(meta_file)!r} is unreadable: {str(exc).splitlines()[0]}") from None
+    for name, expected in (meta.get("sha256") or {}).items():
+        file = checkpoint / name
+        try:
+            actual = _sha256(file)
+        except OSError as exc:
+            raise DraftError(f"checkpoint file {str(file)!r} is unreadable: {exc.strerror or exc}") from None
+        if actual != expected:
+            raise DraftError(f"checkpoint file {str(file)!r} is damaged: its SHA-256 does not match the one in meta.json")
+    state_file = checkpoint / "state.pt"
+    try:
+        state = torch.load(state_file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unpickler, zip and EOF errors alike: the file is not a state this library wrote
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DraftError(f"checkpoint file {str(state_file)!r} is unreadable: {text}") from None
+    if not isinstance(state, dict) or not {"step", "optimizer", "counters"} <= state.keys():
+        raise DraftError(f"checkpoint file {str(state_file)!r} is not a draftsdk training state")
     return state, meta
+
+
+def resume_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any], dict[str, Any]] | None:
+    """The newest checkpoint that reads back intact, as ``(path, state, meta)``; None when there is none.
+
+    A damaged checkpoint is passed over with a warning naming it and the fault; when every one is
+    damaged, a DraftError lists them.
+    """
+    bad: list[str] = []
+    for checkpoint in _complete_checkpoints(run_dir):
+        try:
+            state, meta = load_checkpoint_state(checkpoint)
+        except DraftError as exc:
+            bad.append(str(exc))
+            continue
+        for fault in bad:
+            warnings.warn(f"{fault}; resuming from the previous good checkpoint {str(checkpoint)!r}", RuntimeWarning, stacklevel=2)
+        return checkpoint, state, meta
+    if bad:
+        raise DraftError(f"no intact checkpoint to resume in {str(run_dir)!r}: " + "; ".join(bad))
+    return None

@@ -112,10 +112,13 @@ def _score(args: argparse.Namespace) -> int:
     objective = combine({args.reward: {"options": options}})
     prompts = args.prompt * len(args.images) if len(args.prompt) == 1 else args.prompt
     images = [load_image(path) for path in args.images]  # all read first: a bad file fails before any model loads
+    from .trainer import parse_device
+
+    device = parse_device(args.device)
     scores = []
     with torch.no_grad():
         for image, prompt in zip(images, prompts):
-            scores.append(float(objective(image.to(args.device), [prompt])[0]))
+            scores.append(float(objective(image.to(device), [prompt])[0]))
     if args.json:
         print(json.dumps([{"image": p, "prompt": q, "score": s} for p, q, s in zip(args.images, prompts, scores)], indent=2))
     else:
@@ -178,7 +181,9 @@ def _sample(args: argparse.Namespace) -> int:
     check_output_path(args.output, [p for p, _ in specs], overwrite=args.overwrite)
     if Path(args.output).suffix.lower() not in IMAGE_FORMATS:
         raise ValueError(f"-o {args.output}: use a .png, .jpg or .webp file name")
-    pipe = load_pipeline(args.model, device=args.device)
+    from .trainer import parse_device
+
+    pipe = load_pipeline(args.model, device=parse_device(args.device))
     names = [lora.load_lora(pipe, path, f"lora{i}", trust_pickle=args.trust_pickle) for i, (path, _) in enumerate(specs)]
     sampler = Sampler(pipe, num_inference_steps=args.steps, guidance_scale=args.guidance, height=args.height, width=args.width)
     rows = [(p, s) for p in args.prompt for s in seeds]
@@ -231,6 +236,17 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1 (``--steps 0`` is refused with a usage error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``draftsdk`` (used by the docs to render the CLI reference)."""
     parser = argparse.ArgumentParser(
@@ -263,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt", action="append", required=True, help="prompt (repeatable: one row group each)")
     p.add_argument("--seeds", default="0", help="comma-separated seeds, one row each (default: 0)")
     p.add_argument("--scales", default="1", help="comma-separated LoRA scales, one column each (default: 1)")
-    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model family's, 50 for SD)")
+    p.add_argument("--steps", type=positive_int, default=None, help="sampling steps (default: the model family's, 50 for SD)")
     p.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the model family's, 7.5 for SD)")
     p.add_argument("--height", type=int, default=None, help="image height (default: the model's)")
     p.add_argument("--width", type=int, default=None, help="image width (default: the model's)")
@@ -288,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", type=int, default=8, help="the digit the classifier should see (default: 8)")
     p.add_argument("--model", default="draftsdk:digits",
                    help="embedded model: draftsdk:digits (UNet, DDIM) or draftsdk:digits-flow (SD3 transformer, rectified flow)")
-    p.add_argument("--steps", type=int, default=None, help="training steps (default: the demo's budget for the model)")
+    p.add_argument("--steps", type=positive_int, default=None, help="training steps (default: the demo's budget for the model)")
     p.add_argument("--variant", default=None, help="DRaFT variant (default: the model's, draft-lv)")
     p.add_argument("--seed", type=int, default=0, help="training seed (default: 0)")
     p.add_argument("--output", default="demo-output", help="output folder (default: demo-output)")
@@ -301,7 +317,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        status = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return status
+    except BrokenPipeError:  # `draftsdk rewards --json | head`: the reader left; so do we, quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except (DraftError, ValueError, TypeError, OSError) as exc:
         if os.environ.get("DRAFTSDK_DEBUG"):
             raise

@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from .errors import DraftError
+from .errors import DraftError, read_user_text
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -54,6 +54,15 @@ def format_validation_error(exc: ValidationError, prefix: str = "invalid config"
     return f"{prefix}: " + "; ".join(parts)
 
 
+def _numeric(annotation: Any) -> bool:
+    """True for int/float annotations, also inside ``X | None``."""
+    import typing
+
+    args = typing.get_args(annotation)
+    return annotation in (int, float) or (bool(args) and all(a in (int, float, type(None)) for a in args) and bool(
+        {int, float} & set(args)))
+
+
 class TrainConfig(BaseModel):
     """Settings of a DRaFT fine-tuning run.
 
@@ -77,10 +86,10 @@ class TrainConfig(BaseModel):
     # the algorithm
     variant: str = Field("draft-lv", description="draft | draft-k | draft-random-k | draft-lv | refl | ddpo, or a plugin's.")
     variant_options: dict[str, Any] = Field({}, description="Options of a plugin variant (built-in ones are fields here).")
-    k: int = Field(1, ge=1, description="Steps with gradient for draft-k (DRaFT-K).")
+    k: int = Field(1, ge=1, le=1000, description="Steps with gradient for draft-k (DRaFT-K).")
     k_range: tuple[int, int] | None = Field(None, description="Inclusive range K is drawn from, once per rollout (draft-random-k; default 1..T).")
     lv_copies: int = Field(2, ge=1, le=64, description="Re-noised copies of the final latent for draft-lv (n).")
-    refl_last_steps: int = Field(10, ge=1, description="ReFL stops at a random step among the last m steps.")
+    refl_last_steps: int = Field(10, ge=1, le=1000, description="ReFL stops at a random step among the last m steps.")
     kl_weight: float = Field(
         0.0, ge=0.0, description="Guard against reward hacking: weight of ||eps_lora - eps_base||^2 on the steps with gradient."
     )
@@ -89,11 +98,11 @@ class TrainConfig(BaseModel):
     num_inference_steps: int | None = Field(None, ge=1, le=1000, description="Sampling steps T (default: the family's, 50 for SD).")
     guidance_scale: float | None = Field(None, ge=0.0, description="Guidance scale (default: the family's, 7.5 for SD; <= 1 disables CFG).")
     eta: float = Field(0.0, ge=0.0, le=1.0, description="DDIM eta (0 = deterministic).")
-    height: int | None = Field(None, ge=8, description="Image height (default: the model's).")
-    width: int | None = Field(None, ge=8, description="Image width (default: the model's).")
+    height: int | None = Field(None, ge=8, le=8192, description="Image height (default: the model's).")
+    width: int | None = Field(None, ge=8, le=8192, description="Image width (default: the model's).")
 
     # LoRA
-    lora_rank: int = Field(8, ge=1, description="LoRA rank (paper: 8; 32 for HPSv2).")
+    lora_rank: int = Field(8, ge=1, le=1024, description="LoRA rank (paper: 8; 32 for HPSv2).")
     lora_alpha: float | None = Field(None, gt=0, description="LoRA alpha (default: the rank, i.e. scale 1).")
     lora_targets: list[str] | None = Field(
         None, min_length=1, description="Denoiser modules to adapt (default: the family's, attention projections for SD)."
@@ -101,8 +110,8 @@ class TrainConfig(BaseModel):
 
     # optimisation
     steps: int = Field(2000, ge=1, description="Optimizer updates.")
-    batch_size: int = Field(4, ge=1, description="Prompts per rollout, per process.")
-    grad_accum_steps: int = Field(1, ge=1, description="Rollouts accumulated per update.")
+    batch_size: int = Field(4, ge=1, le=1024, description="Prompts per rollout, per process.")
+    grad_accum_steps: int = Field(1, ge=1, le=1024, description="Rollouts accumulated per update.")
     learning_rate: float = Field(4e-4, gt=0, description="AdamW learning rate (paper: 4e-4; 2e-4 for HPSv2).")
     weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay (paper: 0.1).")
     adam_betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas.")
@@ -116,8 +125,21 @@ class TrainConfig(BaseModel):
     ddpo_clip_range: float = Field(1e-4, gt=0, description="PPO clip range (DDPO).")
     ddpo_adv_clip: float = Field(5.0, gt=0, description="Advantage clipping (DDPO).")
     ddpo_train_fraction: float = Field(1.0, gt=0, le=1.0, description="Fraction of timesteps trained per rollout (DDPO).")
+    ddpo_minibatches: int = Field(
+        2, ge=1, le=64, description="Optimizer updates per DDPO rollout batch (the batch split into minibatches; at most batch_size)."
+    )
+    ddpo_inner_epochs: int = Field(1, ge=1, le=16, description="Passes over each DDPO rollout batch.")
 
     # hardware
+    collective_timeout_s: float = Field(
+        600.0, gt=0, le=86400, description="With several processes: how long a collective waits for the others before failing the run."
+    )
+    compile: bool = Field(
+        False, description="torch.compile the denoiser for the sampling steps without gradient (falls back to eager, with a warning, if compilation fails)."
+    )
+    compile_options: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword arguments for torch.compile, e.g. {mode = 'max-autotune-no-cudagraphs'}."
+    )
     device: str = Field("auto", description="'auto', 'cpu', 'cuda', 'cuda:1', ...")
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
         "auto", description="Frozen weights in half precision, LoRA in fp32, autocast; auto = bf16 on CUDA, no on the CPU."
@@ -143,7 +165,7 @@ class TrainConfig(BaseModel):
     keep_checkpoints: int = Field(2, ge=1, description="How many recent checkpoints to keep.")
     eval_every: int = Field(100, ge=1, description="Image grid and evaluation reward every N updates.")
     eval_prompts: list[str] | None = Field(None, description="Fixed evaluation prompts (default: the first 4 training prompts).")
-    eval_seeds: list[int] = Field([0, 1], min_length=1, description="Seeds of the evaluation images.")
+    eval_seeds: list[int] = Field([0, 1], min_length=1, max_length=256, description="Seeds of the evaluation images.")
     eval_rewards: dict[str, Any] | None = Field(
         None, description="Rewards scored on the evaluation images and logged as eval/<name>, not optimised (non-differentiable ones too)."
     )
@@ -155,6 +177,17 @@ class TrainConfig(BaseModel):
             super().__init__(**data)
         except ValidationError as exc:
             raise ConfigError(format_validation_error(exc)) from None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, data: Any) -> Any:
+        """``steps = true`` is a mistake, not 1: pydantic's lax mode would take a bool for a number."""
+        if isinstance(data, dict):
+            for name, value in data.items():
+                field = cls.model_fields.get(name)
+                if isinstance(value, bool) and field is not None and _numeric(field.annotation):
+                    raise ValueError(f"{name}: expected a number, got the boolean {str(value).lower()}")
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
@@ -215,7 +248,7 @@ class TrainConfig(BaseModel):
 
         T is ``num_steps``, else ``num_inference_steps``, else 50 (the SD families' default).
         """
-        return self.build_variant(num_steps or self.num_inference_steps or 50).grad_steps_range()  # type: ignore[no-any-return]
+        return self.build_variant(num_steps or self.num_inference_steps or 50).grad_steps_range()
 
     @classmethod
     def from_file(cls, path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
@@ -225,9 +258,10 @@ class TrainConfig(BaseModel):
         to the current directory, like paths given on the command line.
         """
         file = Path(path)
-        if not file.is_file():
-            raise ConfigError(f"config file {str(file)!r} does not exist")
-        text = file.read_text(encoding="utf-8")
+        try:
+            text = read_user_text(file, "config file")
+        except DraftError as exc:
+            raise ConfigError(str(exc)) from None
         try:
             if file.suffix == ".toml":
                 data = tomllib.loads(text)

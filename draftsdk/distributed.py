@@ -7,13 +7,19 @@ step, so every rank applies the same update. Only rank 0 writes files and shows 
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 
+from .errors import DraftError
+
 __all__ = ["DistContext"]
+
+DEFAULT_TIMEOUT_S = 600.0
 
 
 @dataclass
@@ -24,17 +30,36 @@ class DistContext:
     world_size: int = 1
     local_rank: int = 0
 
+    timeout_s: float = DEFAULT_TIMEOUT_S
+
     @classmethod
-    def from_env(cls, device_type: str = "cpu") -> DistContext:
-        """Join the process group described by ``WORLD_SIZE``/``RANK``/``LOCAL_RANK`` (torchrun, accelerate)."""
+    def from_env(cls, device_type: str = "cpu", timeout_s: float = DEFAULT_TIMEOUT_S) -> DistContext:
+        """Join the process group described by ``WORLD_SIZE``/``RANK``/``LOCAL_RANK`` (torchrun, accelerate).
+
+        Every collective waits at most ``timeout_s`` for the other processes (a stopped or dead rank
+        then fails the others instead of hanging them). A group that is already initialised (by
+        accelerate, say) keeps its own timeout.
+        """
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world <= 1:
             return cls()
         import torch.distributed as dist
 
         if not dist.is_initialized():
-            dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
-        return cls(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+            dist.init_process_group("nccl" if device_type == "cuda" else "gloo", timeout=timedelta(seconds=timeout_s))
+        return cls(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+                   timeout_s=timeout_s)
+
+    @contextlib.contextmanager
+    def _collective(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except RuntimeError as exc:  # gloo/NCCL timeouts and a peer that went away (DistBackendError is one)
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DraftError(
+                f"rank {self.rank}: {what} across {self.world_size} processes failed ({first}); another process stopped, "
+                f"died or fell more than collective_timeout_s={self.timeout_s:g} s behind; resume from the last checkpoint"
+            ) from exc
 
     @property
     def is_main(self) -> bool:
@@ -52,7 +77,8 @@ class DistContext:
         import torch.distributed as dist
 
         flat = torch.cat([t.reshape(-1).float() for t in tensors])
-        dist.all_reduce(flat)
+        with self._collective("averaging the gradients"):
+            dist.all_reduce(flat)
         flat /= self.world_size
         offset = 0
         for t in tensors:
@@ -76,7 +102,8 @@ class DistContext:
         import torch.distributed as dist
 
         t = torch.tensor([1.0 if flag else 0.0], device=device)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        with self._collective("agreeing on skipping the update"):
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return bool(t.item() > 0)
 
     def gather(self, obj: object) -> list[object]:
@@ -86,11 +113,13 @@ class DistContext:
         import torch.distributed as dist
 
         gathered: list[object] = [None] * self.world_size
-        dist.all_gather_object(gathered, obj)
+        with self._collective("gathering"):
+            dist.all_gather_object(gathered, obj)
         return gathered
 
     def barrier(self) -> None:
         if self.active:
             import torch.distributed as dist
 
-            dist.barrier()
+            with self._collective("waiting at a barrier"):
+                dist.barrier()

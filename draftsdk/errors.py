@@ -36,3 +36,22 @@ class PluginLoadError(DraftError):
 
 class RewardContractError(DraftError):
     """A reward broke the protocol: wrong output shape, non-finite values or no gradient."""
+
+
+def read_user_text(path: object, what: str) -> str:
+    """The UTF-8 text of a user's file; a missing or non-UTF-8 file is a one-line DraftError naming
+    ``what`` wanted it (e.g. ``"prompt file"``) and the file."""
+    from pathlib import Path
+
+    file = Path(str(path))
+    if not file.is_file():
+        raise DraftError(f"{what} {str(file)!r} does not exist")
+    try:
+        return file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DraftError(
+            f"{what} {str(file)!r} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+            "save it as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise DraftError(f"{what} {str(file)!r} cannot be read: {exc.strerror or exc}") from None

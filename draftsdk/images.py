@@ -34,7 +34,7 @@ def to_pil(image: Any, scale: int = 1) -> Image.Image:
     array = (image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype("uint8")
     pil = Image.fromarray(array)
     if scale != 1:
-        pil = pil.resize((pil.width * scale, pil.height * scale), Image.NEAREST)
+        pil = pil.resize((pil.width * scale, pil.height * scale), Image.Resampling.NEAREST)
     return pil
 
 
@@ -123,8 +123,8 @@ def plot_lines(
         draw.text((xp - 10, height - mb + 6), f"{xv:g}", fill="black", font=font)
     for j, (label, y) in enumerate((hlines or {}).items()):
         _, yp = px(x0, y)
-        for xs in range(ml, width - mr, 12):
-            draw.line([xs, yp, min(xs + 6, width - mr), yp], fill=(120, 120, 120))
+        for dash in range(ml, width - mr, 12):
+            draw.line([dash, yp, min(dash + 6, width - mr), yp], fill=(120, 120, 120))
         draw.text((width - mr - 8 - draw.textlength(label, font=font), yp - 15), label, fill=(90, 90, 90), font=font)
     for k, (name, (xs, ys)) in enumerate(series.items()):
         color = PALETTE[k % len(PALETTE)]

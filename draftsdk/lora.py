@@ -84,8 +84,8 @@ def add_lora(
     from peft import LoraConfig
 
     unet.requires_grad_(False)
-    config = LoraConfig(
-        r=rank, lora_alpha=alpha if alpha is not None else rank, init_lora_weights="gaussian", target_modules=list(targets)
+    config = LoraConfig(  # peft annotates lora_alpha as int; it is only divided by r, a float is fine
+        r=rank, lora_alpha=alpha if alpha is not None else rank, init_lora_weights="gaussian", target_modules=list(targets)  # type: ignore[arg-type]
     )
     try:
         unet.add_adapter(config, adapter_name=adapter_name)
@@ -152,6 +152,10 @@ def save_lora(
 ) -> Path:
     """Write the adapter of ``unet`` (any peft-adapted denoiser) as a diffusers-format LoRA file, atomically.
 
+    An adapter trained with ``alpha != rank`` is written with its scale ``alpha/rank`` folded into
+    the B matrices and ``alpha = rank`` in the header (the trained alpha is kept as
+    ``trained_alpha`` in the draftsdk header), so every loader applies the same update.
+
     ``prefix`` is the denoiser's component name in its pipeline (``unet``, ``transformer``): the
     family's ``load_lora_weights`` looks for it. ``unet`` must be the unwrapped model (not a
     DDP/accelerate wrapper: wrapper prefixes would make the saved keys miss every module).
@@ -168,12 +172,19 @@ def save_lora(
     if not state:
         raise LoraError(f"adapter {adapter_name!r} produced an empty state dict; nothing to save")
     config = _adapter_config(unet, adapter_name)
+    trained_alpha = config["lora_alpha"]
+    if trained_alpha != config["r"]:
+        # fold alpha/r into B, so the file means the same to loaders that ignore the alpha in its header
+        # (diffusers before 0.34, ComfyUI, ...): the weights alone carry the trained scale
+        state = {k: v * (trained_alpha / config["r"]) if ".lora_B." in k else v for k, v in state.items()}
+        config = {**config, "lora_alpha": config["r"]}
     info = {
         "version": __version__,
         "base_model": base_model,
         "denoiser_fingerprint": denoiser_fingerprint(unet),
         "rank": config["r"],
         "alpha": config["lora_alpha"],
+        "trained_alpha": trained_alpha,
         "targets": config["target_modules"],
         "reward": reward_spec,
         "train_config": dict(train_config) if train_config is not None else None,
@@ -269,6 +280,12 @@ def read_lora(path: str | os.PathLike[str], *, trust_pickle: bool = False) -> Lo
             f"{str(file)!r} holds no denoiser LoRA weights (expected keys like unet.<module>.lora_A.weight "
             "or transformer.<module>.lora_A.weight)"
         )
+    diverged = next((k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+    if diverged is not None:
+        raise LoraError(
+            f"{str(file)!r} holds NaN/inf weights ({diverged}): the training that wrote it diverged; "
+            "use an earlier checkpoint's lora.safetensors"
+        )
     lora.rank = int(config.get("r") or next(iter(modules.values()))[0].shape[0])
     lora.alpha = float(config.get("lora_alpha") or lora.rank)
     lora.targets = list(config.get("target_modules") or [])
@@ -338,9 +355,11 @@ def restore_lora(unet: Any, path: str | os.PathLike[str], adapter_name: str = AD
 
     lora = read_lora(path)
     check_compatible(unet, lora)
+    config = unet.peft_config[adapter_name]
+    rescale = (lora.alpha / lora.rank) / (config.lora_alpha / config.r)  # a folded file into an alpha != r adapter
     state = {}
     for module, (down, up) in lora.modules().items():
-        state[f"{module}.lora_A.weight"], state[f"{module}.lora_B.weight"] = down, up
+        state[f"{module}.lora_A.weight"], state[f"{module}.lora_B.weight"] = down, up * rescale if rescale != 1 else up
     result = set_peft_model_state_dict(unet, state, adapter_name=adapter_name)
     unexpected = getattr(result, "unexpected_keys", None)
     if unexpected:

@@ -20,7 +20,9 @@ Examples:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,6 +107,26 @@ class Sampler:
         self.stepper = self.family.stepper(pipeline, steps, eta=self.eta, height=self.height, width=self.width)
         self._cache: dict[tuple[str, str | None], Conditioning] = {}
         self._timesteps: torch.Tensor | None = None
+        self._compiled: Any = None
+
+    def enable_compile(self, **options: Any) -> None:
+        """Run the denoiser through ``torch.compile(**options)`` in the steps without gradient.
+
+        The steps with gradient stay eager (they are checkpointed and recomputed, where compiled
+        graphs gain little and cost a second compilation). If compilation fails, a one-line warning
+        says why and the sampler runs the denoiser eagerly from then on.
+        """
+        self._compiled = torch.compile(self.denoiser._call_impl, **options)
+
+    @contextlib.contextmanager
+    def _compiled_denoiser(self) -> Iterator[None]:
+        # nn.Module.compile's own mechanism: __call__ goes through _compiled_call_impl when it is set,
+        # so the families' code, the module object and its LoRA keys stay exactly the same
+        self.denoiser._compiled_call_impl = self._compiled
+        try:
+            yield
+        finally:
+            self.denoiser._compiled_call_impl = None
 
     # -- basic blocks -------------------------------------------------------------------------
     @property
@@ -187,6 +209,15 @@ class Sampler:
         t = self._timestep(index)
         if not grad:
             with torch.no_grad():
+                if self._compiled is not None:
+                    try:
+                        with self._compiled_denoiser():
+                            return self._predict(latents, t, cond)
+                    except Exception as exc:  # a compiler failure; a real error shows again in the eager call below
+                        self._compiled = None
+                        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+                        warnings.warn(f"compile=True: torch.compile failed ({type(exc).__name__}: {reason}); "
+                                      "running the denoiser eagerly", RuntimeWarning, stacklevel=2)
                 return self._predict(latents, t, cond)
         with torch.enable_grad():
             if self.checkpoint_denoiser:

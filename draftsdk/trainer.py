@@ -35,7 +35,7 @@ import torch
 
 from . import lora as lora_lib
 from .atomic import write_text_atomic
-from .checkpoint import RunLock, check_run_dir, clear_run, is_run_dir, latest_checkpoint, load_checkpoint_state, prepare_run_dir, save_checkpoint
+from .checkpoint import RunLock, check_run_dir, clear_run, is_run_dir, latest_checkpoint, prepare_run_dir, resume_checkpoint, save_checkpoint
 from .config import ConfigError, TrainConfig
 from .distributed import DistContext
 from .errors import DraftError
@@ -43,6 +43,7 @@ from .evaluation import Evaluator
 from .metrics import MetricsLog, merge_metrics
 from .models import family_for_model, get_family
 from .prompts import resolve_prompts
+from .registry import objective_record
 from .rewards import RewardOutput, WeightedSum, combine
 from .sampling import Sampler, check_pipeline, load_pipeline
 from .variants.base import Rollout, StepContext, batch_diversity
@@ -89,10 +90,18 @@ def _peak_memory_gb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**30
 
 
-def _resolve_device(name: str, dist: DistContext) -> torch.device:
+def parse_device(name: str) -> torch.device:
+    """``torch.device(name)`` with ``'auto'`` (CUDA when visible) and a one-line error for a typo."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise DraftError(f"device={name!r} is not a torch device; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
+
+
+def _resolve_device(name: str, dist: DistContext) -> torch.device:
+    device = parse_device(name)
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise DraftError("device='cuda' but no CUDA GPU is visible; use device='cpu' or 'auto'")
@@ -178,7 +187,8 @@ class Trainer:
         if overrides:
             config = TrainConfig.build({**config.model_dump(), **overrides})
         self.config = config
-        self.dist = DistContext.from_env("cuda" if "cuda" in config.device or (config.device == "auto" and torch.cuda.is_available()) else "cpu")
+        self.dist = DistContext.from_env("cuda" if "cuda" in config.device or (config.device == "auto" and torch.cuda.is_available()) else "cpu",
+                                         timeout_s=config.collective_timeout_s)
         self.device = _resolve_device(config.device, self.dist)
         check_run_dir(Path(config.output_dir), overwrite=config.overwrite, resume=config.resume)  # before any loading
         self.model_name = config.model
@@ -202,6 +212,8 @@ class Trainer:
             height=cfg.height,
             width=cfg.width,
         )
+        if cfg.compile:
+            self.sampler.enable_compile(**cfg.compile_options)
         self.variant = _build_variant(cfg, self.sampler.num_steps)
         if self.variant.needs_gradient and not self.objective.differentiable:
             bad = [t.label for t in self.objective.terms if not t.reward.differentiable]
@@ -283,6 +295,9 @@ class Trainer:
             checkpoint_vae=cfg.checkpoint_vae,
             autocast=self._autocast,
             scale_loss=self.scaler.scale,
+            optimizer_step=self._inner_step,
+            gather=self.dist.gather,
+            rank=self.dist.rank,
         )
 
     # -- rollouts -------------------------------------------------------------------------------
@@ -302,7 +317,7 @@ class Trainer:
         if noise is None:
             noise = self.sampler.initial_noise(len(prompts), self.noise_gen)
         with self._autocast():
-            return self.variant.rollout(self.context(), prompts, noise)  # type: ignore[no-any-return]
+            return self.variant.rollout(self.context(), prompts, noise)
 
     def _encode_then_offload(self, prompts: Sequence[str], chunk: int = 32) -> None:
         """Fill the sampler's prompt cache for every prompt, then move the text encoders to the CPU."""
@@ -365,7 +380,8 @@ class Trainer:
         random_states = self.dist.gather(self._random_state())  # every rank takes part
         if self.dist.is_main:
             meta = {"step": step, "config": self.config.to_json_dict(), "reward": self.objective.spec(), "model": self.model_name,
-                    "family": self.family.name, "identity": self._run_identity()}
+                    "family": self.family.name, "identity": self._run_identity(), "objective": objective_record(self.objective),
+                    "eval_objective": objective_record(self.watched) if self.watched is not None else None}
             path = save_checkpoint(
                 self.run_dir, step, lambda p: self._save_lora(p, step), self._state(step, random_states), meta, self.config.keep_checkpoints
             )
@@ -399,8 +415,7 @@ class Trainer:
                 "use the same settings, or start a new run in another output_dir"
             )
 
-    def _restore(self, checkpoint: Path) -> int:
-        state, meta = load_checkpoint_state(checkpoint)
+    def _restore(self, checkpoint: Path, state: dict[str, Any], meta: dict[str, Any]) -> int:
         self._check_resume(checkpoint, meta)
         lora_lib.restore_lora(self.denoiser, checkpoint / "lora.safetensors")
         self.optimizer.load_state_dict(state["optimizer"])
@@ -441,6 +456,34 @@ class Trainer:
             raise DraftError("prompts must be a list of strings; for a file pass prompt_file=...")
         return resolve_prompts(prompts, prompt_file, prompt_set)
 
+    def _optimizer_step(self, finite: bool) -> tuple[float, bool, bool]:
+        """Average the gradients across processes, clip, and step (or skip and clear them); returns
+        (grad_norm, skipped for NaN/inf, skipped by the fp16 loss scaler)."""
+        cfg = self.config
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
+        self.dist.all_reduce_mean(grads)
+        for p, g in zip(self.params, grads):
+            p.grad = g
+        self.scaler.unscale_(self.optimizer)
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm or float("inf")))
+        nonfinite = self.dist.any(not finite, self.device)  # grad_norm is already the same on every rank
+        # fp16: an inf gradient from finite losses is the GradScaler's calibration (it lowers the scale), not a fault
+        scaler_skip = not nonfinite and not math.isfinite(grad_norm) and self.scaler.is_enabled()
+        nonfinite = nonfinite or not (scaler_skip or math.isfinite(grad_norm))
+        if nonfinite or scaler_skip:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.skipped += 1
+        else:
+            self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return grad_norm, nonfinite, scaler_skip
+
+    def _inner_step(self) -> bool:
+        """An optimizer step inside ``train_step`` (StepContext.optimizer_step); True when applied."""
+        _, nonfinite, scaler_skip = self._optimizer_step(True)
+        self.optimizer.zero_grad(set_to_none=True)  # the next minibatch starts from zero
+        return not (nonfinite or scaler_skip)
+
     def update(self, prompts: Sequence[str]) -> dict[str, Any]:
         """One optimizer update: ``grad_accum_steps`` rollouts from ``prompts``, gradients averaged
         across processes, clipped, applied (or skipped when not finite). Returns the step's metrics."""
@@ -450,6 +493,7 @@ class Trainer:
             torch.cuda.reset_peak_memory_stats(self.device)
         self.optimizer.zero_grad(set_to_none=True)
         parts: list[dict[str, Any]] = []
+        faults: list[str] = []
         finite = True
         ctx = self.context()
         for _ in range(cfg.grad_accum_steps):
@@ -459,22 +503,13 @@ class Trainer:
             self.queries += result.queries * self.dist.world_size
             parts.append(result.metrics)
             finite = finite and result.finite
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
-        self.dist.all_reduce_mean(grads)
-        for p, g in zip(self.params, grads):
-            p.grad = g
-        self.scaler.unscale_(self.optimizer)
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm or float("inf")))
-        skip = self.dist.any(not (finite and math.isfinite(grad_norm)), self.device)
-        if skip:
-            self.optimizer.zero_grad(set_to_none=True)
-            self.skipped += 1
-        else:
-            self.scaler.step(self.optimizer)
-        self.scaler.update()
+            if result.fault:
+                faults.append(result.fault)
+        grad_norm, nonfinite, scaler_skip = self._optimizer_step(finite)
+        skip = nonfinite or scaler_skip
         lr = self.lr_scheduler.get_last_lr()[0]
         self.lr_scheduler.step()
-        record = self.dist.mean_dict(merge_metrics(parts), self.device)
+        record: dict[str, Any] = self.dist.mean_dict(merge_metrics(parts), self.device)
         record.update(
             kind="train",
             grad_norm=grad_norm,
@@ -484,7 +519,12 @@ class Trainer:
             queries=self.queries,
             skipped=skip,
             skipped_total=self.skipped,
+            nonfinite=nonfinite,
+            scaler_skipped=scaler_skip,
         )
+        if nonfinite:
+            record["fault"] = faults[0] if faults else (
+                "NaN/inf on another process" if not finite or self.dist.active else "the LoRA gradient was NaN/inf")
         return record
 
     def fit(
@@ -522,9 +562,9 @@ class Trainer:
         cfg = self.config
         log = MetricsLog(self.run_dir, enabled=self.dist.is_main, tensorboard=cfg.tensorboard)
         start = 0
-        checkpoint = latest_checkpoint(self.run_dir) if cfg.resume else None
-        if checkpoint is not None:
-            start = self._restore(checkpoint)
+        found = resume_checkpoint(self.run_dir) if cfg.resume else None
+        if found is not None:
+            start = self._restore(*found)
             log.trim(start)
         elif cfg.resume and self.dist.is_main:
             fresh = not (self.run_dir / "metrics.jsonl").exists()
@@ -546,11 +586,12 @@ class Trainer:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=cfg.steps, initial=start, desc=f"DRaFT {cfg.variant}", unit="step", dynamic_ncols=True)
+        first_norms: list[float]
         in_a_row, applied, first_norms = 0, 0, []
         try:
             for step in range(start + 1, cfg.steps + 1):
                 record = {"kind": "train", "step": step, **self.update(train_prompts)}
-                in_a_row = in_a_row + 1 if record["skipped"] else 0
+                in_a_row = in_a_row + 1 if record["nonfinite"] else 0
                 applied += not record["skipped"]
                 if len(first_norms) < ZERO_GRAD_WARN_AFTER and not record["skipped"]:
                     first_norms.append(record["grad_norm"])
@@ -568,13 +609,13 @@ class Trainer:
                 if on_step is not None:
                     on_step(record)
                 if bar is not None:
-                    bar.set_postfix(reward=f"{record['reward/mean']:.4g}", s_per_step=f"{record['step_time']:.2f}")
+                    bar.set_postfix(reward=f"{record.get('reward/mean', math.nan):.4g}", s_per_step=f"{record['step_time']:.2f}")
                     bar.update(1)
                 if in_a_row >= cfg.max_nonfinite_steps:
                     last = latest_checkpoint(self.run_dir)
                     raise DraftError(
-                        f"stopped at step {step}: {in_a_row} updates in a row had a NaN/inf reward or gradient; "
-                        f"last good checkpoint: {str(last) if last else 'none'}. Try a lower learning_rate "
+                        f"stopped at step {step}: {in_a_row} updates in a row were skipped for NaN/inf, the last because "
+                        f"{record['fault']}; last good checkpoint: {str(last) if last else 'none'}. Try a lower learning_rate "
                         f"({cfg.learning_rate}), max_grad_norm, or mixed_precision='no'"
                     )
                 result.steps_done = step

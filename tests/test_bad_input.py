@@ -24,6 +24,8 @@ def workdir(tmp_path, monkeypatch):
     (tmp_path / "not-an-image.png").write_text("hello")
     (tmp_path / "empty.txt").write_text("\n# only a comment\n")
     (tmp_path / "bad.toml").write_text("steps = [")
+    (tmp_path / "latin1.toml").write_bytes('prompts = ["caf\xe9"]\n'.encode("latin-1"))
+    (tmp_path / "latin1.txt").write_bytes("caf\xe9\n".encode("latin-1"))
     (tmp_path / "weights.bin").write_bytes(b"\x80\x04not really")
     from PIL import Image
 
@@ -75,6 +77,12 @@ CASES = [
     ("lora info missing", lambda d: ["lora", "info", "gone.safetensors"], "LoRA file 'gone.safetensors' does not exist"),
     ("sample bad scales", lambda d: ["sample", "--model", "m", "--prompt", "p", "--scales", "0,half", "-o", "g.png"], "--scales: expected comma-separated numbers, got '0,half'"),
     ("sample missing lora", lambda d: ["sample", "--model", "m", "--lora", "gone.safetensors:0.5", "--prompt", "p", "-o", "g.png"], "LoRA file 'gone.safetensors' does not exist"),
+    ("train latin-1 config", lambda d: ["train", "latin1.toml"], "config file 'latin1.toml' is not UTF-8 text (byte 0xe9 at offset 15); save it as UTF-8"),
+    ("train latin-1 prompts", lambda d: ["train", _toml(d / "c.toml", **{**GOOD, "model": "draftsdk:digits", "prompts": None, "prompt_file": "latin1.txt"})], "prompt file 'latin1.txt' is not UTF-8 text (byte 0xe9 at offset 3)"),
+    ("train steps = true", lambda d: ["train", _toml(d / "c.toml", **GOOD, steps=True)], "invalid c.toml: steps: expected a number, got the boolean true"),
+    ("train device=gpu", lambda d: ["train", _toml(d / "c.toml", **{**GOOD, "model": "draftsdk:digits"}, device="gpu")], "device='gpu' is not a torch device; use 'auto', 'cpu', 'cuda' or 'cuda:N'"),
+    ("train huge batch", lambda d: ["train", _toml(d / "c.toml", **GOOD, batch_size=100000)], "invalid c.toml: batch_size: Input should be less than or equal to 1024"),
+    ("score device=gpu", lambda d: ["score", "--reward", "brightness", "--prompt", "x", "--device", "gpu", "ok.png"], "device='gpu' is not a torch device"),
     ("demo bad digit", lambda d: ["demo", "--digit", "12", "--output", "d"], "digit-target: option 'target' must be an integer digit 0-9, got 12"),
 ]
 
@@ -105,3 +113,22 @@ def test_python_api_bad_rewards_name_the_term():
 
     with pytest.raises(draftsdk.RewardContractError, match=r"reward 'wide' \(plugin: <local>\) returned shape \(1, 3\); expected \(1,\)"):
         draftsdk.combine(Wide())(torch.rand(1, 3, 4, 4), ["x"])
+
+
+@pytest.mark.parametrize("argv", [["demo", "--steps", "0"], ["sample", "--model", "m", "--prompt", "p", "--steps", "-1"]])
+def test_step_counts_below_one_are_usage_errors(workdir, capsys, argv):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    assert "--steps: must be at least 1" in capsys.readouterr().err
+    assert not (workdir / "demo-output").exists()
+
+
+def test_json_output_into_a_closed_pipe_exits_quietly(tmp_path):
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(f"{sys.executable} -m draftsdk rewards --json | head -c 1", shell=True, capture_output=True,
+                          text=True, env=env, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0 and proc.stdout == "[" and proc.stderr == "", proc.stderr

@@ -69,10 +69,10 @@ def test_step_cost_quick(tmp_path):
 def test_sample_efficiency_quick(tmp_path):
     stdout = _run_quick("sample_efficiency.py", tmp_path)
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in stdout.splitlines() if line.startswith("|")]
-    main = [r for r in rows if len(r) == 8 and r[0] != "method" and not set(r[0]) <= {"-"}]
+    main = [r for r in rows if len(r) == 10 and r[0] != "method" and not set(r[0]) <= {"-"}]
     assert [r[0] for r in main] == ["DRaFT-1", "DRaFT-LV (n=2)", "DDPO"]
     # queries run: 2 updates of 4 images for DRaFT-1, 3x that for LV (sample + 2 re-noised copies), 2 x 4 for DDPO
-    assert [int(r[6]) for r in main] == [8, 24, 8]
+    assert [int(r[8]) for r in main] == [8, 24, 8]
     for r in main:
-        assert 0.0 <= float(r[5]) <= 1.0
+        assert 0.0 <= float(r[7]) <= 1.0
     assert "Learning-rate sweep" in stdout

@@ -18,7 +18,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import gpu_suite  # noqa: E402
 
 CONFIGS = {
-    "sd15": ["pipeline call (no grad)", "draftsdk sampler (no grad)", "DRaFT-1", "DRaFT-LV (n=2)", "full DRaFT (K=4)"],
+    "sd15": ["pipeline call (no grad)", "draftsdk sampler (no grad)", "DRaFT-1", "DRaFT-LV (n=2)", "full DRaFT (K=4)",
+             "DRaFT-1, compile", "DRaFT-LV (n=2), compile"],
     "sdxl": ["pipeline call (no grad)", "DRaFT-1"],
     "flux": ["pipeline call (no grad)", "DRaFT-1"],
 }

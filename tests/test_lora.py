@@ -68,7 +68,18 @@ torch.save(out, {str(tmp_path / 'out.pt')!r})
     assert (plain - base).abs().max() > 1e-3  # the file really changes the model
 
     info = lora.read_lora(path)
-    assert (info.rank, info.alpha, sorted(info.targets)) == (4, 8.0, sorted(lora.DEFAULT_TARGETS))
+    # alpha/r = 2 is folded into B: the header says alpha = r, and the weights alone are the trained update,
+    # so a loader that ignores the header's alpha (diffusers < 0.34, ComfyUI) applies it at the right scale
+    assert (info.rank, info.alpha, sorted(info.targets)) == (4, 4.0, sorted(lora.DEFAULT_TARGETS))
+    assert info.info["trained_alpha"] == 8
+    deltas = _deltas(pipe.unet, lora.ADAPTER_NAME)
+    for module, (down, up) in info.modules().items():
+        assert torch.allclose(up @ down, deltas[module.removeprefix("unet.")], atol=1e-6), module
+    resumed = draftsdk.load_pipeline(str(sd_path))
+    lora.add_lora(resumed.unet, rank=4, alpha=8)
+    lora.restore_lora(resumed.unet, path)  # back into an alpha = 8 adapter (a resume): the same update
+    again = _deltas(resumed.unet, lora.ADAPTER_NAME)
+    assert all(torch.allclose(again[k], deltas[k], atol=1e-6) for k in deltas)
     assert info.info["base_model"] == str(sd_path)
     assert info.fingerprint == info.info["denoiser_fingerprint"] == lora.denoiser_fingerprint(pipe.unet)
     assert info.info["reward"] == [{"name": "brightness", "weight": 1.0}]

@@ -129,7 +129,8 @@ def test_nonfinite_steps_are_skipped_then_the_run_stops(pipe, tmp_path):
     with pytest.raises(DraftError) as err:
         Trainer(pipe, FlakyReward(), cfg).fit(["a"])
     message = str(err.value)
-    assert message.startswith("stopped at step 3: 2 updates in a row had a NaN/inf reward or gradient; last good checkpoint: ")
+    assert message.startswith("stopped at step 3: 2 updates in a row were skipped for NaN/inf, the last because the reward "
+                              "returned NaN/inf ('flaky') on finite images; last good checkpoint: ")
     assert message.endswith("step-000001. Try a lower learning_rate (0.03), max_grad_norm, or mixed_precision='no'")
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["skipped"] for r in lines if r["kind"] == "train"] == [False, True, True]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -75,7 +76,7 @@ class DigitJudge:
 
 
 def sample_digits(
-    pipe: object,
+    pipe: Any,
     n_per_digit: int,
     steps: int = dm.DEFAULT_STEPS,
     guidance: float = dm.DEFAULT_GUIDANCE,

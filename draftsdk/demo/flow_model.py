@@ -148,7 +148,7 @@ def assemble_pipeline(
         tokenizer=tokenizer,
         text_encoder_2=text_encoder_2,
         tokenizer_2=load_tokenizer(),
-        text_encoder_3=None,
+        text_encoder_3=None,  # type: ignore[arg-type]  # diffusers annotates it without None; SD3 runs without T5
         tokenizer_3=load_tokenizer(max_length=T5_TOKENS),
     )
     pipe.set_progress_bar_config(disable=True)

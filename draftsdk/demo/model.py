@@ -79,7 +79,8 @@ def make_tokenizer() -> CLIPTokenizer:
     tokens = byte_tokens + [t + "</w>" for t in byte_tokens] + ["".join(m) for m in merges]
     tokens += ["<|startoftext|>", "<|endoftext|>"]
     vocab = {t: i for i, t in enumerate(tokens)}
-    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=MAX_TOKENS)
+    # transformers annotates merges as list[str]; tokenizers' BPE takes (left, right) pairs
+    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=MAX_TOKENS)  # type: ignore[arg-type]
 
 
 def build_text_encoder(tokenizer: CLIPTokenizer) -> CLIPTextModel:
@@ -165,9 +166,11 @@ def assemble_pipeline(
         text_encoder=text_encoder,
         tokenizer=tokenizer,
         unet=unet,
-        scheduler=build_scheduler(),
-        safety_checker=None,
-        feature_extractor=None,
+        # diffusers' annotations: scheduler as the KarrasDiffusionSchedulers enum (it takes a scheduler
+        # instance), safety_checker and feature_extractor without None (it takes None with requires_safety_checker=False)
+        scheduler=build_scheduler(),  # type: ignore[arg-type]
+        safety_checker=None,  # type: ignore[arg-type]
+        feature_extractor=None,  # type: ignore[arg-type]
         requires_safety_checker=False,
     )
     pipe.set_progress_bar_config(disable=True)

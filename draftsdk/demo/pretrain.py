@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -41,6 +42,10 @@ import torch.nn.functional as F
 from draftsdk.demo import model as dm
 from draftsdk.demo.classifier import CLASSIFIER_FILE, DigitClassifier
 from draftsdk.demo.data import DigitSplit, load_splits
+
+if TYPE_CHECKING:
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
 
 CFG_DROPOUT = 0.1
 EMA_DECAY = 0.999
@@ -84,7 +89,7 @@ def log_every(step: int, total: int, n: int = 10) -> bool:
     return step == total - 1 or step % max(1, total // n) == 0
 
 
-def train_vae(train: DigitSplit, budget: Budget, seed: int = 1) -> tuple[torch.nn.Module, dict]:
+def train_vae(train: DigitSplit, budget: Budget, seed: int = 1) -> tuple[AutoencoderKL, dict]:
     """Fit the autoencoder and set its ``scaling_factor``; returns the model (eval mode) and a log."""
     torch.manual_seed(seed)
     vae = dm.build_vae().train()
@@ -120,8 +125,8 @@ def ema_update(ema: list[torch.Tensor], params: Iterable[torch.Tensor], decay: f
 
 
 def train_diffusion(
-    train: DigitSplit, vae: torch.nn.Module, budget: Budget, seed: int = 2
-) -> tuple[torch.nn.Module, torch.nn.Module, object, dict]:
+    train: DigitSplit, vae: AutoencoderKL, budget: Budget, seed: int = 2
+) -> tuple[UNet2DConditionModel, CLIPTextModel, CLIPTokenizer, dict]:
     """Jointly fit the UNet and the text encoder with the epsilon-prediction loss; returns EMA weights."""
     torch.manual_seed(seed)
     tokenizer = dm.make_tokenizer()
@@ -131,7 +136,7 @@ def train_diffusion(
     with torch.no_grad():
         posterior = vae.encode(train.rgb() * 2.0 - 1.0).latent_dist
         mean, std = posterior.mean, posterior.std
-    scale = vae.config.scaling_factor
+    scale = vae.config["scaling_factor"]  # diffusers types config as a dict (a FrozenDict)
     labels = torch.from_numpy(train.labels)
     prompts = [t.format(d) for t in dm.PROMPT_TEMPLATES for d in range(10)] + [""]
     ids = tokenizer(prompts, padding="max_length", max_length=dm.MAX_TOKENS, truncation=True, return_tensors="pt")

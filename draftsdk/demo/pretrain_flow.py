@@ -41,6 +41,7 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -48,6 +49,9 @@ import torch.nn.functional as F
 
 from draftsdk.demo import flow_model as fm
 from draftsdk.demo import model as dm
+
+if TYPE_CHECKING:
+    from diffusers import AutoencoderKL, StableDiffusion3Pipeline
 from draftsdk.demo.data import DigitSplit, load_splits
 from draftsdk.demo.pretrain import CFG_DROPOUT, EMA_DECAY, ema_update, log_every, lr_at, set_lr
 
@@ -92,7 +96,7 @@ def encode_context(encoders: list[torch.nn.Module], input_ids: torch.Tensor) -> 
     return torch.cat([clip, zeros], dim=1), torch.cat(pooled, dim=-1)
 
 
-def train_flow(train: DigitSplit, vae: torch.nn.Module, budget: FlowBudget, seed: int = 4) -> tuple[object, dict]:
+def train_flow(train: DigitSplit, vae: AutoencoderKL, budget: FlowBudget, seed: int = 4) -> tuple[StableDiffusion3Pipeline, dict]:
     """Fit the transformer and both text encoders with the rectified-flow loss; returns the pipeline (EMA weights) and a log."""
     torch.manual_seed(seed)
     tokenizer = fm.load_tokenizer()
@@ -102,7 +106,7 @@ def train_flow(train: DigitSplit, vae: torch.nn.Module, budget: FlowBudget, seed
     with torch.no_grad():
         posterior = vae.encode(train.rgb() * 2.0 - 1.0).latent_dist
         mean, std = posterior.mean, posterior.std
-    scale = vae.config.scaling_factor
+    scale = vae.config["scaling_factor"]  # diffusers types config as a dict (a FrozenDict)
     labels = torch.from_numpy(train.labels)
     prompts = [t.format(d) for t in dm.PROMPT_TEMPLATES for d in range(10)] + [""]
     ids = tokenizer(prompts, padding="max_length", max_length=dm.MAX_TOKENS, truncation=True, return_tensors="pt").input_ids
@@ -153,12 +157,12 @@ def train_flow(train: DigitSplit, vae: torch.nn.Module, budget: FlowBudget, seed
     return pipe, {"final_batch_loss": loss.item(), "loss_curve": curve}
 
 
-def sample_per_digit(pipe: object, n_per_digit: int, seed: int = 0, steps: int = fm.DEFAULT_STEPS,
+def sample_per_digit(pipe: Any, n_per_digit: int, seed: int = 0, steps: int = fm.DEFAULT_STEPS,
                      guidance: float = fm.DEFAULT_GUIDANCE) -> tuple[torch.Tensor, np.ndarray]:
     """``n_per_digit`` images of ``"a handwritten digit d"`` per digit (seed ``seed + d``), with the pipeline's own call."""
     images = []
     for d in range(10):
-        out = pipe(  # type: ignore[operator]
+        out = pipe(
             [dm.prompt_for(d)] * n_per_digit,
             num_inference_steps=steps,
             guidance_scale=guidance,
@@ -170,7 +174,7 @@ def sample_per_digit(pipe: object, n_per_digit: int, seed: int = 0, steps: int =
     return torch.cat(images), np.repeat(np.arange(10), n_per_digit)
 
 
-def evaluate_samples(pipe: object, n_per_digit: int) -> dict:
+def evaluate_samples(pipe: Any, n_per_digit: int) -> dict:
     """Accuracy of the shipped classifier (and of the independent judge, when scikit-learn is there) on samples."""
     from draftsdk.demo.classifier import load_classifier
 
@@ -217,7 +221,7 @@ def train_all(out: Path, budget: FlowBudget, quick_subset: bool = False) -> dict
 
     out.mkdir(parents=True, exist_ok=True)
     with quiet_diffusers(), quiet_transformers():  # "text_encoder_3=None cannot be saved": it is meant to be None
-        pipe.save_pretrained(out / fm.FOLDER, safe_serialization=True)  # type: ignore[attr-defined]
+        pipe.save_pretrained(out / fm.FOLDER, safe_serialization=True)
 
     t0 = time.perf_counter()
     eval_log = evaluate_samples(fm.load_pipeline(path=out / fm.FOLDER), budget.eval_per_digit)

@@ -138,6 +138,7 @@ def run_demo(
         tensorboard=False,
         device="cpu",
     )
+    assert config.rewards is not None  # given above
     objective = combine(config.rewards)
     trainer = Trainer(pipe, objective, config)
     reward = DigitTarget(target)

@@ -18,7 +18,7 @@ import difflib
 from importlib import resources
 from pathlib import Path
 
-from ..errors import DraftError
+from ..errors import DraftError, read_user_text
 
 __all__ = ["prompt_set", "read_prompt_file", "resolve_prompts", "PROMPT_SETS"]
 
@@ -40,9 +40,7 @@ def prompt_set(name: str) -> list[str]:
 def read_prompt_file(path: str | Path) -> list[str]:
     """Non-empty, stripped lines of a UTF-8 text file; lines starting with ``#`` are comments."""
     file = Path(path)
-    if not file.is_file():
-        raise DraftError(f"prompt file {str(file)!r} does not exist")
-    prompts = [line.strip() for line in file.read_text(encoding="utf-8").splitlines()]
+    prompts = [line.strip() for line in read_user_text(file, "prompt file").splitlines()]
     prompts = [p for p in prompts if p and not p.startswith("#")]
     if not prompts:
         raise DraftError(f"prompt file {str(file)!r} has no prompts (one per line)")

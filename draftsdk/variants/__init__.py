@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..extensions import variants as _registry
-from .base import NoOptions, RewardBackprop, Rollout, StepContext, StepResult, Variant, batch_diversity
+from .base import NoOptions, RewardBackprop, Rollout, StepContext, StepResult, Variant, batch_diversity, find_fault
 
 __all__ = [
     "NoOptions",
@@ -34,6 +34,7 @@ __all__ = [
     "StepResult",
     "Variant",
     "batch_diversity",
+    "find_fault",
     "get_variant",
     "list_variants",
 ]

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from ..rewards import RewardOutput, WeightedSum
     from ..sampling import Sampler
 
-__all__ = ["NoOptions", "Rollout", "StepContext", "StepResult", "Variant", "RewardBackprop", "batch_diversity"]
+__all__ = ["NoOptions", "Rollout", "StepContext", "StepResult", "Variant", "RewardBackprop", "batch_diversity", "find_fault"]
 
 
 def batch_diversity(images: torch.Tensor) -> float | None:
@@ -72,11 +72,23 @@ class Rollout:
 
 @dataclass
 class StepResult:
-    """What one ``train_step`` reports: metrics (floats), whether the loss was finite, images scored."""
+    """What one ``train_step`` reports: metrics (floats), whether the loss was finite, images scored,
+    and, when not finite, where the NaN/inf appeared (``fault``, one line for the stop message)."""
 
     metrics: dict[str, Any]
     finite: bool
     queries: int
+    fault: str | None = None
+
+
+def find_fault(images: torch.Tensor, scores: RewardOutput) -> str | None:
+    """Where a NaN/inf entered a rollout: the sampled images (a diverged adapter) or reward terms."""
+    if not bool(torch.isfinite(images).all()):
+        return "the sampled images were NaN/inf (the adapter or the sampler diverged)"
+    bad = scores.nonfinite_terms()
+    if bad or not bool(torch.isfinite(scores.total).all()):
+        return f"the reward returned NaN/inf ({', '.join(repr(b) for b in bad) or 'total'}) on finite images"
+    return None
 
 
 class StepContext:
@@ -90,6 +102,7 @@ class StepContext:
         kl_weight: the KL guard's weight (0 = off).
         negative_prompt: the config's negative prompt, or None.
         accumulation: rollouts per optimizer update (``backward`` divides by it).
+        rank: this process's index in ``gather``'s result.
     """
 
     def __init__(
@@ -106,6 +119,9 @@ class StepContext:
         checkpoint_vae: bool = True,
         autocast: Any = contextlib.nullcontext,
         scale_loss: Any = None,
+        optimizer_step: Any = None,
+        gather: Any = None,
+        rank: int = 0,
     ) -> None:
         self.sampler = sampler
         self.rng = rng
@@ -118,7 +134,25 @@ class StepContext:
         self.checkpoint_vae = checkpoint_vae
         self._autocast = autocast
         self._scale_loss = scale_loss or (lambda loss: loss)
+        self._optimizer_step = optimizer_step
+        self._gather = gather or (lambda obj: [obj])
+        self.rank = rank
         self.kl_terms: list[torch.Tensor] = []
+
+    def optimizer_step(self) -> bool:
+        """Apply the gradients accumulated so far now, as the trainer does after ``train_step`` (averaged
+        across processes, clipped, NaN-guarded), and clear them; True when the update was applied.
+
+        For variants that make several updates per rollout (DDPO's minibatches). Every process must
+        call it the same number of times. The trainer still applies the last gradients itself.
+        """
+        if self._optimizer_step is None:
+            raise RuntimeError("this StepContext has no optimizer (built outside a Trainer)")
+        return bool(self._optimizer_step())
+
+    def gather(self, obj: Any) -> list[Any]:
+        """Every process's ``obj``, in rank order (``[obj]`` in one process)."""
+        return list(self._gather(obj))
 
     def autocast(self) -> Any:
         """The trainer's mixed-precision context for the sampling part."""
@@ -164,7 +198,15 @@ class StepContext:
         return torch.stack(terms).mean() if terms else None
 
     def score(self, images: torch.Tensor, prompts: Sequence[str]) -> RewardOutput:
-        """Evaluate the objective in float32, outside the sampler's autocast (a reward controls its own precision)."""
+        """Evaluate the objective in float32, outside the sampler's autocast (a reward controls its own precision).
+
+        Non-finite images (a diverged adapter) are not shown to the rewards: every term scores NaN,
+        so the trainer skips the update with the right diagnosis."""
+        if not bool(torch.isfinite(images).all()):
+            from ..rewards import RewardOutput
+
+            nan = images.new_full((images.shape[0],), float("nan"), dtype=torch.float32)
+            return RewardOutput(nan, {term.label: nan for term in self.objective.terms})
         return self.objective.evaluate(images.float(), list(prompts))
 
     def backward(self, loss: torch.Tensor) -> bool:
@@ -227,7 +269,8 @@ class RewardBackprop(Variant):
         loss = -scores.total.float().mean()
         if rollout.kl is not None:
             loss = loss + ctx.kl_weight * rollout.kl
-        finite = ctx.backward(loss)
+        fault = find_fault(rollout.images, scores)
+        finite = fault is None and ctx.backward(loss)
         metrics: dict[str, Any] = {
             "loss": float(loss.detach()),
             **scores.summary(),
@@ -237,4 +280,4 @@ class RewardBackprop(Variant):
         }
         if rollout.kl is not None:
             metrics["kl"] = float(rollout.kl.detach())
-        return StepResult(metrics, finite, rollout.images.shape[0])
+        return StepResult(metrics, finite, rollout.images.shape[0], fault)

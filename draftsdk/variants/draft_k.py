@@ -18,6 +18,7 @@ class DRaFTK(DRaFT):
 
     name = "draft-k"
     Options = DRaFTKOptions
+    options: DRaFTKOptions  # the instance of ``Options`` the trainer built
 
     def check(self, num_steps: int) -> None:
         if self.options.k > num_steps:

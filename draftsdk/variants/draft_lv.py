@@ -20,6 +20,7 @@ class DRaFTLV(RewardBackprop):
 
     name = "draft-lv"
     Options = DRaFTLVOptions
+    options: DRaFTLVOptions  # the instance of ``Options`` the trainer built
 
     def rollout(self, ctx: StepContext, prompts: Sequence[str], noise: torch.Tensor) -> Rollout:
         # DRaFT-1 on the trajectory, then n copies of its final latent (stop-grad) re-noised to the

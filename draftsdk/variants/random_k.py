@@ -18,6 +18,7 @@ class RandomK(DRaFT):
 
     name = "draft-random-k"
     Options = RandomKOptions
+    options: RandomKOptions  # the instance of ``Options`` the trainer built
 
     def check(self, num_steps: int) -> None:
         low, high = self.grad_steps_range()
@@ -25,7 +26,7 @@ class RandomK(DRaFT):
             raise ValueError(f"k_range: {[low, high]} must satisfy 1 <= low <= high <= num_inference_steps={num_steps}")
 
     def grad_steps_range(self) -> tuple[int, int]:
-        return tuple(self.options.k_range) if self.options.k_range else (1, self.num_steps)  # type: ignore[return-value]
+        return self.options.k_range if self.options.k_range else (1, self.num_steps)  # pydantic made it a tuple
 
     def truncation(self, ctx: StepContext) -> int:
         return ctx.rng.randint(*self.grad_steps_range())

@@ -20,6 +20,7 @@ class ReFL(RewardBackprop):
 
     name = "refl"
     Options = ReFLOptions
+    options: ReFLOptions  # the instance of ``Options`` the trainer built
 
     def check(self, num_steps: int) -> None:
         if self.options.refl_last_steps > num_steps:
