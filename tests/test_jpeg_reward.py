@@ -19,16 +19,6 @@ from draftsdk.testing import check_reward, smooth_image, tiny_pipeline
 NAMES = ("jpeg-compressibility", "jpeg-incompressibility")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One torch thread here (restored afterwards): the DDPO run is ~6x slower with two OpenMP threads
-    on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _pil_kb(pil: Image.Image, quality: int = 95) -> float:
     """The reference: ddpo-pytorch's measurement, PIL ``save(format="JPEG", quality=95)``, bytes / 1000."""
     buffer = io.BytesIO()

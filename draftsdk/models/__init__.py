@@ -18,11 +18,12 @@ from typing import Any, cast
 import torch
 
 from ..extensions import families
-from .base import Conditioning, ModelFamily, ModelLoadError
+from .base import Conditioning, ModelFamily, ModelLoadError, PackedLatents
 
 __all__ = [
     "Conditioning",
     "ModelFamily",
+    "PackedLatents",
     "ModelLoadError",
     "family_for",
     "family_for_model",

@@ -17,7 +17,7 @@ import torch
 
 from ..errors import DraftError
 
-__all__ = ["Conditioning", "ModelFamily", "ModelLoadError"]
+__all__ = ["Conditioning", "ModelFamily", "ModelLoadError", "PackedLatents"]
 
 
 class ModelLoadError(DraftError, OSError):
@@ -250,3 +250,20 @@ class ModelFamily:
         vae = pipeline.vae
         image = vae.decode(latents.to(vae.dtype), return_dict=False)[0]
         return (image / 2 + 0.5).clamp(0, 1)
+
+
+class PackedLatents(ModelFamily):
+    """Base class of the transformer families whose latents are packed in 2x2 patches (FLUX.1, FLUX.2,
+    Qwen-Image): sizes are multiples of twice the VAE factor, the default is the pipelines'
+    ``default_sample_size`` of 128 latent pixels, and ``_grid`` is the (h, w) grid of tokens."""
+
+    def default_size(self, pipeline: Any) -> tuple[int, int]:
+        size = 128 * self.vae_scale_factor(pipeline)
+        return size, size
+
+    def size_multiple(self, pipeline: Any) -> int:
+        return self.vae_scale_factor(pipeline) * 2
+
+    def _grid(self, pipeline: Any, height: int, width: int) -> tuple[int, int]:
+        f = self.vae_scale_factor(pipeline)
+        return height // f // 2, width // f // 2

@@ -18,12 +18,12 @@ import numpy as np
 import torch
 
 from ..steppers import FlowMatchEulerStepper, flow_shift_mu
-from .base import Conditioning, ModelFamily
+from .base import Conditioning, PackedLatents
 
 __all__ = ["Flux"]
 
 
-class Flux(ModelFamily):
+class Flux(PackedLatents):
     """FLUX.1 dev/schnell (MMDiT transformer, CLIP + T5, packed latents, flow matching)."""
 
     name = "flux"
@@ -43,17 +43,6 @@ class Flux(ModelFamily):
         return int(min(512, getattr(pipeline.tokenizer_2, "model_max_length", 512)))
 
     # -- shapes -----------------------------------------------------------------------------------
-    def default_size(self, pipeline: Any) -> tuple[int, int]:
-        size = 128 * self.vae_scale_factor(pipeline)  # the pipeline's default_sample_size
-        return size, size
-
-    def size_multiple(self, pipeline: Any) -> int:
-        return self.vae_scale_factor(pipeline) * 2
-
-    def _grid(self, pipeline: Any, height: int, width: int) -> tuple[int, int]:
-        f = self.vae_scale_factor(pipeline)
-        return height // f // 2, width // f // 2
-
     def latent_shape(self, pipeline: Any, batch: int, height: int, width: int) -> tuple[int, ...]:
         h, w = self._grid(pipeline, height, width)
         return (batch, h * w, int(pipeline.transformer.config.in_channels))

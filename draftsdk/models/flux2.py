@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ..steppers import FlowMatchEulerStepper
-from .base import Conditioning, ModelFamily
+from .base import Conditioning, PackedLatents
 
 __all__ = ["Flux2Klein", "flux2_empirical_mu"]
 
@@ -50,7 +50,7 @@ def flux2_empirical_mu(image_seq_len: int, num_steps: int) -> float:
     return float(a * num_steps + b)
 
 
-class Flux2Klein(ModelFamily):
+class Flux2Klein(PackedLatents):
     """FLUX.2-Klein base and distilled (FLUX.2 transformer, Qwen3 text encoder, flow matching)."""
 
     name = "flux2-klein"
@@ -74,17 +74,6 @@ class Flux2Klein(ModelFamily):
         return int(min(512, getattr(pipeline.tokenizer, "model_max_length", 512)))
 
     # -- shapes -----------------------------------------------------------------------------------
-    def default_size(self, pipeline: Any) -> tuple[int, int]:
-        size = 128 * self.vae_scale_factor(pipeline)  # the pipeline's default_sample_size
-        return size, size
-
-    def size_multiple(self, pipeline: Any) -> int:
-        return self.vae_scale_factor(pipeline) * 2
-
-    def _grid(self, pipeline: Any, height: int, width: int) -> tuple[int, int]:
-        f = self.vae_scale_factor(pipeline)
-        return height // f // 2, width // f // 2
-
     def latent_shape(self, pipeline: Any, batch: int, height: int, width: int) -> tuple[int, ...]:
         h, w = self._grid(pipeline, height, width)
         return (batch, int(pipeline.transformer.config.in_channels), h, w)

@@ -23,12 +23,12 @@ import numpy as np
 import torch
 
 from ..steppers import FlowMatchEulerStepper, flow_shift_mu
-from .base import Conditioning, ModelFamily
+from .base import Conditioning, PackedLatents
 
 __all__ = ["QwenImage"]
 
 
-class QwenImage(ModelFamily):
+class QwenImage(PackedLatents):
     """Qwen-Image (MMDiT transformer, Qwen2.5-VL text encoder, true CFG with norm rescale, flow matching)."""
 
     name = "qwenimage"
@@ -48,17 +48,6 @@ class QwenImage(ModelFamily):
     # -- shapes -----------------------------------------------------------------------------------
     def vae_scale_factor(self, pipeline: Any) -> int:
         return 2 ** len(pipeline.vae.temperal_downsample)  # 8 for the published VAE
-
-    def default_size(self, pipeline: Any) -> tuple[int, int]:
-        size = 128 * self.vae_scale_factor(pipeline)  # the pipeline's default_sample_size
-        return size, size
-
-    def size_multiple(self, pipeline: Any) -> int:
-        return self.vae_scale_factor(pipeline) * 2
-
-    def _grid(self, pipeline: Any, height: int, width: int) -> tuple[int, int]:
-        f = self.vae_scale_factor(pipeline)
-        return height // f // 2, width // f // 2
 
     def latent_shape(self, pipeline: Any, batch: int, height: int, width: int) -> tuple[int, ...]:
         h, w = self._grid(pipeline, height, width)

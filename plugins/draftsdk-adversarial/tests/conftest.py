@@ -27,22 +27,6 @@ def random_resnet50(seed: int = 0, fc_scale: float = 0.03):
     return model
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Run these tests on one torch thread, restoring the setting afterwards.
-
-    Measured on the shared 2-core machine while other jobs ran (load average ~6): a ResNet-50
-    forward took 5.3 s with torch's default 2 threads (OpenMP threads spin-waiting for a busy
-    core) and 0.25 s with 1 thread. On an idle machine 1 thread costs at most ~2x.
-    """
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="session")
 def resnet_model():
     """The random ResNet-50 (eval mode) whose state dict the file fixtures hold."""

@@ -108,15 +108,3 @@ def head_builder():
 def affine_of():
     """The ``effective_affine(state) -> (w, b)`` helper."""
     return effective_affine
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One torch thread while these tests run (restored afterwards): the models are tiny, and on a busy
-    2-core machine two OpenMP threads waiting on each other make every op ~30x slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

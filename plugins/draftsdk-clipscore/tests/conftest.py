@@ -99,15 +99,3 @@ def tiny_open_clip(tmp_path_factory) -> tuple[Path, Path]:
 def tiny_hf_clip(tmp_path_factory) -> Path:
     """Folder of the tiny transformers CLIPModel."""
     return build_tiny_hf_clip(tmp_path_factory.mktemp("clipscore-hf") / "tiny-clip")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One torch thread while these tests run (restored afterwards): the models are tiny, and on a busy
-    2-core machine two OpenMP threads waiting on each other make every op ~30x slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

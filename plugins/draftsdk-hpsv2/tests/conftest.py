@@ -50,15 +50,3 @@ def tiny_hps(tmp_path_factory) -> tuple[Path, Path]:
 def hps_builder():
     """The ``build_tiny_hps(folder, seed=..., config=..., name=...)`` helper."""
     return build_tiny_hps
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One torch thread while these tests run (restored afterwards): the models are tiny, and on a busy
-    2-core machine two OpenMP threads waiting on each other make every op ~30x slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

@@ -100,15 +100,3 @@ def ref_tokenizer(tiny_imagereward):
     tokenizer.add_special_tokens({"bos_token": "[DEC]"})
     tokenizer.add_special_tokens({"additional_special_tokens": ["[ENC]"]})
     return tokenizer
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One torch thread while these tests run (restored afterwards): the models are tiny, and on a busy
-    2-core machine two OpenMP threads waiting on each other make every op ~30x slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

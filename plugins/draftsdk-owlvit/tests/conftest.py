@@ -23,21 +23,6 @@ def smooth_images(batch: int, height: int, width: int, seed: int = 0):
     return F.interpolate(low, size=(height, width), mode="bilinear", align_corners=False).clamp(0, 1)
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Run these tests on one torch thread, restoring the setting afterwards.
-
-    On the shared 2-core machine under load (load average ~6), torch's default 2 threads made a
-    tiny DRaFT step take 30 s instead of 0.4 s (OpenMP threads spin-waiting for a busy core).
-    """
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="session")
 def owlvit_dir(tmp_path_factory) -> Path:
     """A saved tiny OWL-ViT detector folder (config, safetensors, tokenizer, preprocessor config)."""

@@ -42,15 +42,3 @@ def tiny_pickscore_dir(tmp_path_factory) -> Path:
 def pickscore_builder():
     """The ``build_tiny_pickscore(path, seed=..., vision_hidden=..., with_processor=...)`` helper."""
     return build_tiny_pickscore
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """One torch thread while these tests run (restored afterwards): the models are tiny, and on a busy
-    2-core machine two OpenMP threads waiting on each other make every op ~30x slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
