@@ -102,6 +102,8 @@ def check_reward(
         raise _fail(reward, f"returned {type(first).__name__}; expected a Tensor")
     if tuple(first.shape) != (batch_size,):
         raise _fail(reward, f"returned shape {tuple(first.shape)}; expected ({batch_size},)")
+    if first.device != images.device:  # the device contract: scores come back where the images are
+        raise _fail(reward, f"returned scores on {first.device} for images on {images.device}; return them on images.device")
     if not first.is_floating_point() or not torch.isfinite(first).all():
         raise _fail(reward, f"returned non-finite or non-float values {first.tolist()}")
     if not torch.allclose(first, second, atol=atol, rtol=rtol):

@@ -36,6 +36,7 @@ class _R:
         (lambda x, p: x.mean(dim=(1, 2, 3)).detach(), "says differentiable=True but its output has no grad_fn"),
         (lambda x, p: (x.mean(dim=(1, 2, 3)) > 2).float() + x.sum(dim=(1, 2, 3)) * 0, "gradient w.r.t. the images is exactly zero"),
         (lambda x, p: x.mean(dim=(1, 2, 3)), "accepted 0..255 images without a ValueError"),
+        (lambda x, p: torch.empty(x.shape[0], device="meta"), "returned scores on meta for images on cpu; return them on images.device"),
     ],
 )
 def test_check_reward_failures(fn, problem):
