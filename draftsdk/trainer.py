@@ -523,8 +523,9 @@ class Trainer:
             scaler_skipped=scaler_skip,
         )
         if nonfinite:
-            record["fault"] = faults[0] if faults else (
-                "NaN/inf on another process" if not finite or self.dist.active else "the LoRA gradient was NaN/inf")
+            record["fault"] = (faults[0] if faults else "the loss was NaN/inf" if not finite
+                               else "the LoRA gradient was NaN/inf" if not math.isfinite(grad_norm)
+                               else "another process had NaN/inf")
         return record
 
     def fit(
