@@ -167,10 +167,12 @@ class RewardOutput:
     Attributes:
         total: (B,) weighted sum, differentiable.
         terms: raw (un-normalised, unweighted) values of each term, by label.
+        images_nonfinite: True when the images were NaN/inf and no reward saw them (every value is NaN).
     """
 
     total: Tensor
     terms: dict[str, Tensor]
+    images_nonfinite: bool = False
 
     def nonfinite_terms(self) -> list[str]:
         """Labels of the terms with a NaN/inf value in this batch."""

@@ -47,7 +47,8 @@ def get_family(name: str) -> ModelFamily:
 
 
 def _all() -> list[ModelFamily]:
-    return [get_family(name) for name in list_families()]
+    """Every family, in registration order (draftsdk's own first, SD 1.x/2.x leading)."""
+    return [entry.cls() for entry in families.table().values()]
 
 
 def family_for(pipeline: Any) -> ModelFamily:
@@ -65,8 +66,8 @@ def family_for(pipeline: Any) -> ModelFamily:
     fitting = [f for f in candidates if not f.missing_components(pipeline)]
     if fitting:  # a duck-typed object: the most specific family whose components are all there
         return max(fitting, key=lambda f: len(f.required_components))
-    # ties (e.g. an object with none of the components) name the classic SD family's needs
-    closest = min(candidates, key=lambda f: (len(f.missing_components(pipeline)), len(f.required_components), f.name != "sd"))
+    # ties (e.g. an object with none of the components) go to the earliest registered: SD's needs are named
+    closest = min(candidates, key=lambda f: (len(f.missing_components(pipeline)), len(f.required_components)))
     closest.check(pipeline)
     raise AssertionError("unreachable")  # pragma: no cover
 

@@ -81,9 +81,10 @@ class StepResult:
     fault: str | None = None
 
 
-def find_fault(images: torch.Tensor, scores: RewardOutput) -> str | None:
-    """Where a NaN/inf entered a rollout: the sampled images (a diverged adapter) or reward terms."""
-    if not bool(torch.isfinite(images).all()):
+def find_fault(scores: RewardOutput) -> str | None:
+    """Where a NaN/inf entered a rollout scored by [StepContext.score][draftsdk.variants.StepContext.score]:
+    the sampled images (a diverged adapter) or reward terms; None when every value is finite."""
+    if scores.images_nonfinite:
         return "the sampled images were NaN/inf (the adapter or the sampler diverged)"
     bad = scores.nonfinite_terms()
     if bad or not bool(torch.isfinite(scores.total).all()):
@@ -206,7 +207,7 @@ class StepContext:
             from ..rewards import RewardOutput
 
             nan = images.new_full((images.shape[0],), float("nan"), dtype=torch.float32)
-            return RewardOutput(nan, {term.label: nan for term in self.objective.terms})
+            return RewardOutput(nan, {term.label: nan for term in self.objective.terms}, images_nonfinite=True)
         return self.objective.evaluate(images.float(), list(prompts))
 
     def backward(self, loss: torch.Tensor) -> bool:
@@ -269,7 +270,7 @@ class RewardBackprop(Variant):
         loss = -scores.total.float().mean()
         if rollout.kl is not None:
             loss = loss + ctx.kl_weight * rollout.kl
-        fault = find_fault(rollout.images, scores)
+        fault = find_fault(scores)
         finite = fault is None and ctx.backward(loss)
         metrics: dict[str, Any] = {
             "loss": float(loss.detach()),

@@ -123,7 +123,7 @@ class DDPO(Variant):
                     latents = step.prev
                 images = s.decode(latents, grad=False)
         scores = ctx.score(images, prompts)
-        fault = find_fault(images, scores)
+        fault = find_fault(scores)
         if fault is not None:  # nothing to learn from: skip the update (same metric keys on every rank)
             metrics = {"loss": float("nan"), **scores.summary(), "diversity": batch_diversity(images), "grad_steps": 0}
             return StepResult({**metrics, "clip_fraction": float("nan"), "updates": 0.0}, False, batch, fault)
