@@ -51,3 +51,32 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
 def cli():
     """The `run_cli` helper: `cli("rewards", "--json")` -> CompletedProcess."""
     return run_cli
+
+
+# Saved tiny random-weight flow-matching pipelines shared by the family test modules: name -> (family, builder options)
+FLOW_PIPELINES = {
+    "sd3": ("sd3", {}),
+    "sd3-shift1-no-t5": ("sd3", {"shift": 1.0, "t5": False}),
+    "flux-dev": ("flux", {}),
+    "flux-schnell": ("flux", {"guidance_embeds": False}),
+    "flux2-klein": ("flux2-klein", {}),
+    "flux2-klein-distilled": ("flux2-klein", {"is_distilled": True}),
+    "qwenimage": ("qwenimage", {}),
+}
+
+
+@pytest.fixture(scope="session")
+def flow_folder(tmp_path_factory):
+    """``flow_folder(name)``: the folder of the tiny pipeline ``FLOW_PIPELINES[name]``, built once per session."""
+    from draftsdk.testing import save_tiny_pipeline
+
+    root = tmp_path_factory.mktemp("flow-pipelines")
+    built: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in built:
+            family, options = FLOW_PIPELINES[name]
+            built[name] = save_tiny_pipeline(root / name, family=family, **options)
+        return built[name]
+
+    return get

@@ -1,30 +1,23 @@
-"""Flow-matching families (SD3, FLUX.1) against diffusers: sampling fidelity, LoRA gradients against a
-hand-written Euler loop, adapter round trips through the pipeline's own ``load_lora_weights``, and
-training with every DRaFT variant. Tiny random-weight pipelines, saved and reloaded."""
+"""SD3 and FLUX.1 against diffusers: sampling fidelity and LoRA gradients against a hand-written Euler
+loop (adapter round trips and training: test_flow_lora.py). Tiny random-weight pipelines, saved and reloaded."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from flow_helpers import latents as _latents
+from flow_helpers import with_random_lora
 
 import draftsdk
-from draftsdk.lora import add_lora, save_lora
-from draftsdk.testing import save_tiny_pipeline
 
-CASES = {
-    "sd3": ("sd3", {}),
-    "sd3-shift1-no-t5": ("sd3", {"shift": 1.0, "t5": False}),
-    "flux-dev": ("flux", {}),
-    "flux-schnell": ("flux", {"guidance_embeds": False}),
-}
+CASES = {"sd3": "sd3", "sd3-shift1-no-t5": "sd3", "flux-dev": "flux", "flux-schnell": "flux"}  # tiny pipeline -> family
 SIZE = {"sd3": (16, 16), "flux": (32, 32)}
 
 
 @pytest.fixture(scope="module")
-def folders(tmp_path_factory):
-    root = tmp_path_factory.mktemp("flow")
-    return {name: save_tiny_pipeline(root / name, family=family, **kw) for name, (family, kw) in CASES.items()}
+def folders(flow_folder):
+    return {name: flow_folder(name) for name in CASES}
 
 
 def _load(folders, name):
@@ -34,13 +27,8 @@ def _load(folders, name):
 def _kw(name, pipe):
     """The pipeline call's size and T5 length as draftsdk uses them (the tiny T5 tokenizer has 32 tokens;
     without T5, SD3 pads with the pipeline's default 256 zero tokens)."""
-    h, w = SIZE[CASES[name][0]]
+    h, w = SIZE[CASES[name]]
     return dict(height=h, width=w, max_sequence_length=32 if getattr(pipe, "tokenizer_3", True) is not None else 256)
-
-
-def _latents(pipe, batch, height, width, seed=0):
-    sampler = draftsdk.sampling.Sampler(pipe, num_inference_steps=2, height=height, width=width)
-    return sampler.initial_noise(batch, torch.Generator().manual_seed(seed))
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -92,20 +80,9 @@ def test_ddpo_and_negative_prompts_are_refused_on_flux(folders, tmp_path):
 # -- gradients against a hand-written Euler loop -------------------------------------------------------
 
 
-def _with_lora(pipe, seed=1):
-    family = draftsdk.models.family_for(pipe)
-    for module in family.frozen_modules(pipe):
-        module.requires_grad_(False)
-    params = add_lora(pipe.transformer, rank=4, targets=family.default_lora_targets)
-    gen = torch.Generator().manual_seed(seed)
-    for p in params:
-        p.data = torch.randn(p.shape, generator=gen) * 0.05
-    return params
-
-
 def _euler_loop(pipe, name, prompts, latents, T, K, guidance, weight, h, w):
     """DRaFT-K written out: sigmas from diffusers' scheduler, x + (s_next - s) v by hand, direct transformer calls."""
-    family = CASES[name][0]
+    family = CASES[name]
     scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)
     if family == "flux":
         seq = latents.shape[1]
@@ -143,8 +120,8 @@ def _euler_loop(pipe, name, prompts, latents, T, K, guidance, weight, h, w):
 @pytest.mark.parametrize("name", ["sd3", "flux-dev"])
 def test_draft_k_gradient_equals_a_hand_written_euler_loop(folders, name):
     pipe = _load(folders, name)
-    params = _with_lora(pipe)
-    h, w = SIZE[CASES[name][0]]
+    params = with_random_lora(pipe)
+    h, w = SIZE[CASES[name]]
     T, K, guidance = 4, 2, 4.0
     prompts = ["a cat", "a dog"]
     latents = _latents(pipe, 2, h, w, seed=5)
@@ -165,40 +142,3 @@ def test_draft_k_gradient_equals_a_hand_written_euler_loop(folders, name):
         (out.images * weight).sum().backward()
         for p, b in zip(params, reference):
             assert float((p.grad - b).norm()) <= 1e-4 * float(b.norm())
-
-
-@pytest.mark.parametrize("name", ["sd3", "flux-dev"])
-def test_exported_adapter_loads_with_the_pipelines_own_loader(folders, tmp_path, name):
-    pipe = _load(folders, name)
-    _with_lora(pipe)
-    h, w = SIZE[CASES[name][0]]
-    path = save_lora(tmp_path / "a.safetensors", pipe.transformer, prefix="transformer")
-    assert all(k.startswith("transformer.") for k in draftsdk.lora.read_lora(path).state_dict)
-    latents = _latents(pipe, 1, h, w, seed=2)
-    ours = draftsdk.sample(pipe, ["a fox"], num_inference_steps=3, latents=latents, height=h, width=w).images
-    fresh = _load(folders, name)
-    base = draftsdk.sample(fresh, ["a fox"], num_inference_steps=3, latents=latents, height=h, width=w).images
-    fresh.load_lora_weights(str(path))
-    assert sum(1 for n, _ in fresh.transformer.named_parameters() if "lora_" in n) == len(draftsdk.lora.read_lora(path).state_dict)
-    family = draftsdk.models.family_for(fresh)
-    theirs = fresh(["a fox"], num_inference_steps=3, latents=latents, height=h, width=w, max_sequence_length=32,
-                   guidance_scale=family.default_guidance, output_type="pt").images
-    assert (ours - base).abs().max() > 1e-3
-    assert (theirs - ours).abs().max() <= 1e-4
-
-
-@pytest.mark.parametrize("name", ["sd3", "flux-dev"])
-@pytest.mark.parametrize(
-    "variant, extra",
-    [("draft", {}), ("draft-k", {"k": 2}), ("draft-random-k", {"k_range": (1, 3)}), ("draft-lv", {}), ("refl", {"refl_last_steps": 3})],
-)
-def test_flow_families_train_with_every_draft_variant(folders, tmp_path, name, variant, extra):
-    h, w = SIZE[CASES[name][0]]
-    cfg = draftsdk.TrainConfig(**{"variant": variant, "steps": 3, "batch_size": 2, "num_inference_steps": 4, "learning_rate": 3e-2,
-                                  "output_dir": tmp_path / "run", "progress": False, "eval_seeds": [0, 1], "height": h, "width": w,
-                                  **extra})
-    result = draftsdk.Trainer(str(folders[name]), "brightness", cfg).fit(["a cat", "a dog"])
-    before, after = result.evals[0]["eval/mean"], result.evals[-1]["eval/mean"]
-    assert after > before + 1e-4, (variant, before, after)
-    info = draftsdk.lora.read_lora(result.lora_path)
-    assert info.info["family"] == CASES[name][0] and info.prefix == "transformer"

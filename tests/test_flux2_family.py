@@ -1,8 +1,8 @@
 """FLUX.2-Klein against diffusers' ``Flux2KleinPipeline``: sampling fidelity (true CFG on and off, the
-step-distilled kind, a non-square size, negative prompts), LoRA gradients against a hand-written Euler
-loop, the adapter round trip through the pipeline's own ``load_lora_weights``, and training with every
-DRaFT variant. Tiny random-weight pipelines (a 27-layer toy Qwen3, an offline byte-level BPE tokenizer
-with Qwen's chat template), saved and reloaded through the real loading code."""
+step-distilled kind, a non-square size, negative prompts), and LoRA gradients against a hand-written Euler
+loop (adapter round trips and training: test_flow_lora.py). Tiny random-weight pipelines (a 27-layer
+toy Qwen3, an offline byte-level BPE tokenizer with Qwen's chat template), saved and reloaded through
+the real loading code."""
 
 from __future__ import annotations
 
@@ -10,33 +10,30 @@ import numpy as np
 import pytest
 import torch
 from diffusers.pipelines.flux2.pipeline_flux2_klein import compute_empirical_mu
+from flow_helpers import latents as _flow_latents
+from flow_helpers import with_random_lora
 
 import draftsdk
-from draftsdk.lora import add_lora, save_lora
 from draftsdk.models.flux2 import flux2_empirical_mu
-from draftsdk.testing import save_tiny_pipeline
 
-CASES = {"base": {}, "distilled": {"is_distilled": True}}
 H, W = 32, 32  # 8x8 patchified latents: 64 image tokens
 SEQ = 64  # the tiny tokenizer's model_max_length (the pipeline's default is 512)
 PROMPTS = ["a red cat", "a dog on a beach"]
 
 
-@pytest.fixture(scope="session")
-def folders(tmp_path_factory):
-    root = tmp_path_factory.mktemp("flux2")
-    return {name: save_tiny_pipeline(root / name, family="flux2-klein", **kw) for name, kw in CASES.items()}
+@pytest.fixture(scope="module")
+def folders(flow_folder):
+    return {"base": flow_folder("flux2-klein"), "distilled": flow_folder("flux2-klein-distilled")}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def pipes(folders):
     """One loaded pipeline per case for the tests that do not change it."""
     return {name: draftsdk.load_pipeline(str(folder)) for name, folder in folders.items()}
 
 
 def _latents(pipe, batch, height=H, width=W, seed=0):
-    sampler = draftsdk.sampling.Sampler(pipe, num_inference_steps=2, height=height, width=width)
-    return sampler.initial_noise(batch, torch.Generator().manual_seed(seed))
+    return _flow_latents(pipe, batch, height, width, seed)
 
 
 def _reference(pipe, prompts, latents, steps, guidance, height=H, width=W, **kw):
@@ -104,17 +101,6 @@ def test_ddpo_and_negative_prompts_are_refused_without_cfg(pipes, tmp_path):
 # -- gradients against a hand-written Euler loop -------------------------------------------------------
 
 
-def _with_lora(pipe, seed=1, scale=0.05):
-    family = draftsdk.models.family_for(pipe)
-    for module in family.frozen_modules(pipe):
-        module.requires_grad_(False)
-    params = add_lora(pipe.transformer, rank=4, targets=family.default_lora_targets)
-    gen = torch.Generator().manual_seed(seed)
-    for p in params:
-        p.data = torch.randn(p.shape, generator=gen) * scale
-    return params
-
-
 def _euler_loop(pipe, prompts, latents, T, K, guidance, weight):
     """DRaFT-K written out with the pipeline's own helpers: its sigmas and mu, its packing and ids, two
     transformer calls per step (text, then the empty prompt), x + (s_next - s) v, its latent un-normalisation."""
@@ -145,7 +131,7 @@ def _euler_loop(pipe, prompts, latents, T, K, guidance, weight):
 
 def test_draft_k_gradient_equals_a_hand_written_euler_loop(folders):
     pipe = draftsdk.load_pipeline(str(folders["base"]))
-    params = _with_lora(pipe)
+    params = with_random_lora(pipe)
     names = {id(p): n for n, p in pipe.transformer.named_parameters()}
     adapted = {names[id(p)].split(".lora_")[0] for p in params}
     assert adapted == {f"transformer_blocks.0.attn.{m}" for m in ("to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj",
@@ -166,35 +152,3 @@ def test_draft_k_gradient_equals_a_hand_written_euler_loop(folders):
         (out.images * weight).sum().backward()
         for p, b in zip(params, reference):
             assert float((p.grad - b).norm()) <= 1e-4 * float(b.norm())
-
-
-def test_exported_adapter_loads_with_the_pipelines_own_loader(folders, pipes, tmp_path):
-    pipe = draftsdk.load_pipeline(str(folders["base"]))
-    _with_lora(pipe, scale=0.3)
-    path = save_lora(tmp_path / "a.safetensors", pipe.transformer, prefix="transformer")
-    state = draftsdk.lora.read_lora(path).state_dict
-    assert all(k.startswith("transformer.") for k in state)
-    latents = _latents(pipe, 1, seed=2)
-    ours = draftsdk.sample(pipe, ["a fox"], num_inference_steps=3, latents=latents, height=H, width=W).images
-    base = draftsdk.sample(pipes["base"], ["a fox"], num_inference_steps=3, latents=latents, height=H, width=W).images
-    fresh = draftsdk.load_pipeline(str(folders["base"]))
-    fresh.load_lora_weights(str(path))
-    assert sum(1 for n, _ in fresh.transformer.named_parameters() if "lora_" in n) == len(state)
-    theirs = _reference(fresh, ["a fox"], latents, 3, draftsdk.models.get_family("flux2-klein").default_guidance)
-    assert (ours - base).abs().max() > 1e-3
-    assert (theirs - ours).abs().max() <= 1e-4
-
-
-@pytest.mark.parametrize(
-    "variant, extra",
-    [("draft", {}), ("draft-k", {"k": 2}), ("draft-random-k", {"k_range": (1, 3)}), ("draft-lv", {}), ("refl", {"refl_last_steps": 2})],
-)
-def test_flux2_klein_trains_with_every_draft_variant(folders, tmp_path, variant, extra):
-    cfg = draftsdk.TrainConfig(**{"variant": variant, "steps": 1, "batch_size": 2, "num_inference_steps": 3, "learning_rate": 0.2,
-                                  "output_dir": tmp_path / "run", "progress": False, "eval_seeds": [0, 1], "height": H, "width": W,
-                                  **extra})
-    result = draftsdk.Trainer(str(folders["base"]), "brightness", cfg).fit(PROMPTS)
-    before, after = result.evals[0]["eval/mean"], result.evals[-1]["eval/mean"]
-    assert after > before + 2e-5, (variant, before, after)  # one step of a LoRA that starts at zero: a small, clear rise
-    info = draftsdk.lora.read_lora(result.lora_path)
-    assert info.info["family"] == "flux2-klein" and info.prefix == "transformer"

@@ -1,8 +1,7 @@
 """Qwen-Image against diffusers' ``QwenImagePipeline``: sampling fidelity (true CFG with its norm rescale
-on and off, a non-square size, a negative prompt), LoRA gradients against a hand-written Euler loop,
-the adapter round trip through the pipeline's own ``load_lora_weights``, and training with every DRaFT
-variant. Tiny random-weight pipelines (a toy Qwen2.5-VL, an offline byte-level BPE tokenizer), saved
-and reloaded through the real loading code."""
+on and off, a non-square size, a negative prompt), and LoRA gradients against a hand-written Euler loop
+(adapter round trips and training: test_flow_lora.py). Tiny random-weight pipelines (a toy Qwen2.5-VL,
+an offline byte-level BPE tokenizer), saved and reloaded through the real loading code."""
 
 from __future__ import annotations
 
@@ -10,30 +9,29 @@ import numpy as np
 import pytest
 import torch
 from diffusers.pipelines.qwenimage.pipeline_qwenimage import calculate_shift
+from flow_helpers import latents as _flow_latents
+from flow_helpers import with_random_lora
 
 import draftsdk
-from draftsdk.lora import add_lora, save_lora
-from draftsdk.testing import save_tiny_pipeline
 
 H, W = 32, 32  # 8x8 packed tokens
 SEQ = 64  # the tiny tokenizer's model_max_length: every prompt is padded to it (the pipeline pads to the longest)
 PROMPTS = ["a red cat", "a dog on a beach"]
 
 
-@pytest.fixture(scope="session")
-def folder(tmp_path_factory):
-    return save_tiny_pipeline(tmp_path_factory.mktemp("qwenimage") / "pipe", family="qwenimage")
+@pytest.fixture(scope="module")
+def folder(flow_folder):
+    return flow_folder("qwenimage")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def pipe(folder):
     """One loaded pipeline for the tests that do not change it."""
     return draftsdk.load_pipeline(str(folder))
 
 
 def _latents(pipe, batch, height=H, width=W, seed=0):
-    sampler = draftsdk.sampling.Sampler(pipe, num_inference_steps=2, height=height, width=width)
-    return sampler.initial_noise(batch, torch.Generator().manual_seed(seed))
+    return _flow_latents(pipe, batch, height, width, seed)
 
 
 def _reference(pipe, prompts, latents, steps, guidance, height=H, width=W, negative=" "):
@@ -90,17 +88,6 @@ def test_ddpo_is_refused(pipe, tmp_path):
 # -- gradients against a hand-written Euler loop -------------------------------------------------------
 
 
-def _with_lora(pipe, seed=1, scale=0.05):
-    family = draftsdk.models.family_for(pipe)
-    for module in family.frozen_modules(pipe):
-        module.requires_grad_(False)
-    params = add_lora(pipe.transformer, rank=4, targets=family.default_lora_targets)
-    gen = torch.Generator().manual_seed(seed)
-    for p in params:
-        p.data = torch.randn(p.shape, generator=gen) * scale
-    return params
-
-
 def _euler_loop(pipe, prompts, latents, T, K, guidance, weight):
     """DRaFT-K written out with the pipeline's own helpers: its sigmas and mu, its batch-padded prompt embeddings
     and masks, two transformer calls per step with the norm-rescaled true CFG, x + (s_next - s) v, its unpacking."""
@@ -131,7 +118,7 @@ def _euler_loop(pipe, prompts, latents, T, K, guidance, weight):
 
 def test_draft_k_gradient_equals_a_hand_written_euler_loop(folder):
     pipe = draftsdk.load_pipeline(str(folder))
-    params = _with_lora(pipe)
+    params = with_random_lora(pipe)
     T, K, guidance = 4, 2, 4.0
     latents = _latents(pipe, 2, seed=5)
     weight = torch.rand(2, 3, H, W, generator=torch.Generator().manual_seed(9))
@@ -152,35 +139,3 @@ def test_draft_k_gradient_equals_a_hand_written_euler_loop(folder):
         for p, b in zip(params, reference):
             grad = torch.zeros_like(p) if p.grad is None else p.grad
             assert float((grad - b).norm()) <= 1e-4 * float(b.norm())
-
-
-def test_exported_adapter_loads_with_the_pipelines_own_loader(folder, pipe, tmp_path):
-    trained = draftsdk.load_pipeline(str(folder))
-    _with_lora(trained, scale=0.3)
-    path = save_lora(tmp_path / "a.safetensors", trained.transformer, prefix="transformer")
-    state = draftsdk.lora.read_lora(path).state_dict
-    assert all(k.startswith("transformer.") for k in state)
-    latents = _latents(trained, 1, seed=2)
-    ours = draftsdk.sample(trained, ["a fox"], num_inference_steps=3, latents=latents, height=H, width=W).images
-    base = draftsdk.sample(pipe, ["a fox"], num_inference_steps=3, latents=latents, height=H, width=W).images
-    fresh = draftsdk.load_pipeline(str(folder))
-    fresh.load_lora_weights(str(path))
-    assert sum(1 for n, _ in fresh.transformer.named_parameters() if "lora_" in n) == len(state)
-    theirs = _reference(fresh, ["a fox"], latents, 3, draftsdk.models.get_family("qwenimage").default_guidance)
-    assert (ours - base).abs().max() > 1e-3
-    assert (theirs - ours).abs().max() <= 1e-4
-
-
-@pytest.mark.parametrize(
-    "variant, extra",
-    [("draft", {}), ("draft-k", {"k": 2}), ("draft-random-k", {"k_range": (1, 3)}), ("draft-lv", {}), ("refl", {"refl_last_steps": 2})],
-)
-def test_qwenimage_trains_with_every_draft_variant(folder, tmp_path, variant, extra):
-    cfg = draftsdk.TrainConfig(**{"variant": variant, "steps": 1, "batch_size": 2, "num_inference_steps": 3, "learning_rate": 0.2,
-                                  "output_dir": tmp_path / "run", "progress": False, "eval_seeds": [0, 1], "height": H, "width": W,
-                                  **extra})
-    result = draftsdk.Trainer(str(folder), "brightness", cfg).fit(PROMPTS)
-    before, after = result.evals[0]["eval/mean"], result.evals[-1]["eval/mean"]
-    assert after > before + 2e-5, (variant, before, after)  # one step of a LoRA that starts at zero: a small, clear rise
-    info = draftsdk.lora.read_lora(result.lora_path)
-    assert info.info["family"] == "qwenimage" and info.prefix == "transformer"
