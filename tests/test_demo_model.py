@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -88,7 +89,14 @@ def test_pretrain_quick_writes_loadable_weights(tmp_path) -> None:
     pytest.importorskip("open_clip")  # the tokenizer is built from its BPE file
     from draftsdk.demo import pretrain
 
-    pretrain.main(["--quick", "--threads", "1", "--out", str(tmp_path)])
+    torch.set_num_threads(2)
+    try:
+        pretrain.main(["--quick", "--threads", "1", "--out", str(tmp_path)])
+        # the script's thread count and deterministic mode do not leak into the caller
+        assert torch.get_num_threads() == 2 and not torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.set_num_threads(1)
+    assert json.loads((tmp_path / "pretrain_log.json").read_text())["threads"] == 1
     pipe = dm.load_pipeline(path=tmp_path / "pipeline")
     images = pipe([dm.prompt_for(1)], num_inference_steps=2, output_type="pt").images
     assert images.shape == (1, 3, dm.IMAGE_SIZE, dm.IMAGE_SIZE)

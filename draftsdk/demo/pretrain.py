@@ -27,10 +27,11 @@ weights on 2 free CPU cores: 554 s wall (autoencoder 49 s, diffusion 491 s, clas
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -269,21 +270,34 @@ def train_all(out: Path, budget: Budget, quick_subset: bool = False) -> dict:
     return log
 
 
+def pretrain_parser(module: str, doc: str, quick_help: str, threads: int) -> argparse.ArgumentParser:
+    """The options both pretraining scripts take: ``--out``, ``--quick`` and ``--threads`` (default: as shipped)."""
+    parser = argparse.ArgumentParser(prog=f"python -m draftsdk.demo.{module}", description=doc.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=dm.weights_dir(), help="output folder (default: shipped weights)")
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--threads", type=int, default=threads, help=f"torch CPU threads (default {threads}, as shipped)")
+    return parser
+
+
+@contextlib.contextmanager
+def reproducible_torch(threads: int) -> Iterator[None]:
+    """Run with ``threads`` CPU threads and torch's deterministic algorithms (e.g. the embedding and index
+    backward passes), both restored on exit: same threads on the same CPU type, same weights."""
+    before, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+        torch.use_deterministic_algorithms(deterministic)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point. Sets torch's thread count and deterministic mode, restored on return."""
-    parser = argparse.ArgumentParser(prog="python -m draftsdk.demo.pretrain", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=dm.weights_dir(), help="output folder (default: shipped weights)")
-    parser.add_argument("--quick", action="store_true", help="3 steps per stage on 64 images (smoke test)")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2, as shipped)")
-    args = parser.parse_args(argv)
-    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(args.threads)
-    torch.use_deterministic_algorithms(True)  # e.g. the embedding and index backward passes
-    try:
+    args = pretrain_parser("pretrain", __doc__, "3 steps per stage on 64 images (smoke test)", threads=2).parse_args(argv)
+    with reproducible_torch(args.threads):
         train_all(args.out, QUICK if args.quick else FULL, quick_subset=args.quick)
-    finally:
-        torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(deterministic)
 
 
 if __name__ == "__main__":

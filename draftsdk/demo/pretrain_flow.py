@@ -36,7 +36,6 @@ jobs, final loss 0.30, and 500 of 500 samples read as the prompted digit; see ``
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -53,7 +52,8 @@ from draftsdk.demo import model as dm
 if TYPE_CHECKING:
     from diffusers import AutoencoderKL, StableDiffusion3Pipeline
 from draftsdk.demo.data import DigitSplit, load_splits
-from draftsdk.demo.pretrain import CFG_DROPOUT, EMA_DECAY, ema_update, log_every, lr_at, set_lr
+from draftsdk.demo.pretrain import (CFG_DROPOUT, EMA_DECAY, ema_update, log_every, lr_at, pretrain_parser, reproducible_torch,
+                                    set_lr)
 
 LOG_FILE = "flow_pretrain_log.json"
 EVAL_PER_DIGIT = 50
@@ -251,26 +251,17 @@ def train_all(out: Path, budget: FlowBudget, quick_subset: bool = False) -> dict
 
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point. Sets torch's thread count and deterministic mode, restored on return."""
-    parser = argparse.ArgumentParser(prog="python -m draftsdk.demo.pretrain_flow", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=dm.weights_dir(), help="output folder (default: shipped weights)")
-    parser.add_argument("--quick", action="store_true", help="3 steps on 64 images (smoke test)")
+    parser = pretrain_parser("pretrain_flow", __doc__, "3 steps on 64 images (smoke test)", threads=1)
     parser.add_argument("--steps", type=int, default=None, help="override the number of training steps")
     parser.add_argument("--eval-per-digit", type=int, default=None, help="override the number of evaluation samples per digit")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1, as shipped)")
     args = parser.parse_args(argv)
     budget = QUICK if args.quick else FULL
     if args.steps is not None:
         budget = FlowBudget(args.steps, budget.batch, budget.learning_rate, budget.eval_per_digit)
     if args.eval_per_digit is not None:
         budget = FlowBudget(budget.steps, budget.batch, budget.learning_rate, args.eval_per_digit)
-    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(args.threads)
-    torch.use_deterministic_algorithms(True)
-    try:
+    with reproducible_torch(args.threads):
         train_all(args.out, budget, quick_subset=args.quick)
-    finally:
-        torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(deterministic)
 
 
 if __name__ == "__main__":
