@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 
 from ..errors import DraftError
+from ..steppers import FlowMatchEulerStepper, flow_shift_mu
 
 __all__ = ["Conditioning", "ModelFamily", "ModelLoadError", "PackedLatents"]
 
@@ -264,6 +266,22 @@ class PackedLatents(ModelFamily):
     def size_multiple(self, pipeline: Any) -> int:
         return self.vae_scale_factor(pipeline) * 2
 
+    #: whether a scheduler config with ``use_flow_sigmas`` gets the scheduler's own sigmas (FLUX.1, FLUX.2)
+    honours_flow_sigmas: ClassVar[bool] = True
+
     def _grid(self, pipeline: Any, height: int, width: int) -> tuple[int, int]:
         f = self.vae_scale_factor(pipeline)
         return height // f // 2, width // f // 2
+
+    def shift_mu(self, image_tokens: int, num_inference_steps: int, scheduler_config: dict[str, Any]) -> float:
+        """The dynamic shift ``mu`` for ``image_tokens`` packed tokens (diffusers' ``calculate_shift``)."""
+        return flow_shift_mu(image_tokens, scheduler_config)
+
+    def stepper(self, pipeline: Any, num_inference_steps: int, *, eta: float, height: int, width: int) -> FlowMatchEulerStepper:
+        """Euler over the pipelines' sigmas ``linspace(1, 1/T, T)``, shifted by ``shift_mu`` of the image's tokens."""
+        config = {**pipeline.scheduler.config, "_class_name": type(pipeline.scheduler).__name__}
+        h, w = self._grid(pipeline, height, width)
+        T = num_inference_steps
+        own = self.honours_flow_sigmas and config.get("use_flow_sigmas")
+        sigmas = None if own else np.linspace(1.0, 1 / T, T).tolist()
+        return FlowMatchEulerStepper(config, T, mu=self.shift_mu(h * w, T, config), sigmas=sigmas)

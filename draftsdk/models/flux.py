@@ -14,10 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 
-from ..steppers import FlowMatchEulerStepper, flow_shift_mu
 from .base import Conditioning, PackedLatents
 
 __all__ = ["Flux"]
@@ -46,13 +44,6 @@ class Flux(PackedLatents):
     def latent_shape(self, pipeline: Any, batch: int, height: int, width: int) -> tuple[int, ...]:
         h, w = self._grid(pipeline, height, width)
         return (batch, h * w, int(pipeline.transformer.config.in_channels))
-
-    def stepper(self, pipeline: Any, num_inference_steps: int, *, eta: float, height: int, width: int) -> FlowMatchEulerStepper:
-        config = {**pipeline.scheduler.config, "_class_name": type(pipeline.scheduler).__name__}
-        h, w = self._grid(pipeline, height, width)
-        T = num_inference_steps
-        sigmas = None if config.get("use_flow_sigmas") else np.linspace(1.0, 1 / T, T).tolist()  # as FluxPipeline
-        return FlowMatchEulerStepper(config, T, mu=flow_shift_mu(h * w, config), sigmas=sigmas)
 
     # -- conditioning and the denoiser ------------------------------------------------------------
     @torch.no_grad()

@@ -22,10 +22,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 
-from ..steppers import FlowMatchEulerStepper
 from .base import Conditioning, PackedLatents
 
 __all__ = ["Flux2Klein", "flux2_empirical_mu"]
@@ -78,12 +76,8 @@ class Flux2Klein(PackedLatents):
         h, w = self._grid(pipeline, height, width)
         return (batch, int(pipeline.transformer.config.in_channels), h, w)
 
-    def stepper(self, pipeline: Any, num_inference_steps: int, *, eta: float, height: int, width: int) -> FlowMatchEulerStepper:
-        config = {**pipeline.scheduler.config, "_class_name": type(pipeline.scheduler).__name__}
-        h, w = self._grid(pipeline, height, width)
-        T = num_inference_steps
-        sigmas = None if config.get("use_flow_sigmas") else np.linspace(1.0, 1 / T, T).tolist()  # as Flux2KleinPipeline
-        return FlowMatchEulerStepper(config, T, mu=flux2_empirical_mu(h * w, T), sigmas=sigmas)
+    def shift_mu(self, image_tokens: int, num_inference_steps: int, scheduler_config: dict[str, Any]) -> float:
+        return flux2_empirical_mu(image_tokens, num_inference_steps)
 
     # -- conditioning and the denoiser ------------------------------------------------------------
     @torch.no_grad()

@@ -19,10 +19,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 
-from ..steppers import FlowMatchEulerStepper, flow_shift_mu
 from .base import Conditioning, PackedLatents
 
 __all__ = ["QwenImage"]
@@ -40,6 +38,7 @@ class QwenImage(PackedLatents):
     default_steps = 50
     default_guidance = 4.0  # the pipeline's true_cfg_scale
     default_negative_prompt = " "
+    honours_flow_sigmas = False  # QwenImagePipeline passes linspace sigmas whatever the scheduler config says
 
     def max_sequence_length(self, pipeline: Any) -> int:
         """Text tokens every prompt is padded to: 512 (the pipeline's default cut), or fewer when the tokenizer is shorter."""
@@ -52,12 +51,6 @@ class QwenImage(PackedLatents):
     def latent_shape(self, pipeline: Any, batch: int, height: int, width: int) -> tuple[int, ...]:
         h, w = self._grid(pipeline, height, width)
         return (batch, h * w, int(pipeline.transformer.config.in_channels))
-
-    def stepper(self, pipeline: Any, num_inference_steps: int, *, eta: float, height: int, width: int) -> FlowMatchEulerStepper:
-        config = {**pipeline.scheduler.config, "_class_name": type(pipeline.scheduler).__name__}
-        h, w = self._grid(pipeline, height, width)
-        T = num_inference_steps
-        return FlowMatchEulerStepper(config, T, mu=flow_shift_mu(h * w, config), sigmas=np.linspace(1.0, 1 / T, T).tolist())
 
     # -- conditioning and the denoiser ------------------------------------------------------------
     def _embed(self, pipeline: Any, prompts: Sequence[str], device: Any) -> dict[str, torch.Tensor]:
