@@ -257,7 +257,9 @@ class ModelFamily:
 class PackedLatents(ModelFamily):
     """Base class of the transformer families whose latents are packed in 2x2 patches (FLUX.1, FLUX.2,
     Qwen-Image): sizes are multiples of twice the VAE factor, the default is the pipelines'
-    ``default_sample_size`` of 128 latent pixels, and ``_grid`` is the (h, w) grid of tokens."""
+    ``default_sample_size`` of 128 latent pixels, ``_grid`` is the (h, w) grid of tokens, and the
+    stepper is Euler over ``linspace(1, 1/T, T)`` shifted by [shift_mu][draftsdk.models.PackedLatents.shift_mu]
+    of the image's token count (override it for another shift rule, as FLUX.2-Klein does)."""
 
     def default_size(self, pipeline: Any) -> tuple[int, int]:
         size = 128 * self.vae_scale_factor(pipeline)
