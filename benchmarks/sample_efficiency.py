@@ -185,6 +185,7 @@ def report(data: dict[str, Any]) -> str:
     lines = [f"Target: geometric mean P(prompt-{settings['digit']} image read as {settings['target_digit']}) >= "
              f"{settings['target']} on {settings['eval_seeds']} fixed evaluation seeds; median over "
              f"{settings['seeds']} training seeds, each method at its best learning rate of the sweep.\n",
+             *([f"Rows not marked re-measured come from `{data['earlier_command']}`.\n"] if data.get("earlier_command") else []),
              "| method | lr | queries to target (median) | per seed | rollouts to target (median) | updates to target (median) "
              "| CPU s to target (median) | final P(target) (median) | queries run | s/run |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -203,7 +204,7 @@ def report(data: dict[str, Any]) -> str:
                      f"{'—' if updates is None else f'{updates:g}'} | {'—' if seconds is None else f'{seconds:.0f}'} | "
                      f"{final:.3f} | {mine[0]['queries_total']} | {statistics.median(r['seconds'] for r in mine):.0f} |")
     ratios = []
-    one, lv, ddpo = medians.get("DRaFT-1"), medians.get("DRaFT-LV (n=2)"), medians.get("DDPO")
+    one, lv = medians.get("DRaFT-1"), medians.get("DRaFT-LV (n=2)")
     if one and lv:
         ratios.append(f"DRaFT-LV / DRaFT-1 queries: {lv / one:.2f}x")
         for what, get in (("updates", lambda r: r["steps_to_target"]), ("CPU seconds", _seconds_to_target)):
@@ -211,11 +212,12 @@ def report(data: dict[str, Any]) -> str:
             b = _median_or_none([get(r) for r in runs if r["method"] == "DRaFT-1"])
             if a and b:
                 ratios.append(f"DRaFT-LV / DRaFT-1 {what} to target: {a / b:.2f}x")
-    if one and ddpo:
-        ratios.append(f"DDPO / DRaFT-1 queries: {ddpo / one:.1f}x")
-    elif one and "DDPO" in methods:
-        most = max(r["queries_total"] for r in runs if r["method"] == "DDPO")
-        ratios.append(f"DDPO did not reach the target within {most} queries: DDPO / DRaFT-1 > {most / one:.1f}x")
+    for ddpo in (m for m in methods if METHODS.get(m, {}).get("variant") == "ddpo" and one):
+        if medians[ddpo]:
+            ratios.append(f"{ddpo} / DRaFT-1 queries: {medians[ddpo] / one:.1f}x")
+        else:
+            most = max(r["queries_total"] for r in runs if r["method"] == ddpo)
+            ratios.append(f"{ddpo} did not reach the target within {most} queries: {ddpo} / DRaFT-1 > {most / one:.1f}x")
     lrs = sorted({r["lr"] for r in sweep})
     sweep_lines = ["", "Learning-rate sweep (training seed 0): queries to target (final P(target)) at each rate:", "",
                    "| method | " + " | ".join(f"lr {lr:g}" for lr in lrs) + " |", "|---|" + "---|" * len(lrs)]
