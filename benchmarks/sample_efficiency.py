@@ -245,7 +245,7 @@ def plot(data: dict[str, Any], path: Path) -> None:
         points = [(q, statistics.median(r["curve"][i][1] for r in mine)) for i, (q, _, _) in enumerate(mine[0]["curve"])]
         points = [(max(q, 1), p) for q, p in points]  # the untrained evaluation sits at 1 on the log axis
         ax.plot(*zip(*points), marker="o", markersize=2.5, linewidth=1.5,
-                label=f"{method} (lr {mine[0]['lr']:g})", linestyle="--" if method == "DDPO" else "-")
+                label=f"{method} (lr {mine[0]['lr']:g})", linestyle="--" if METHODS.get(method, {}).get("variant") == "ddpo" else "-")
     ax.axhline(settings["target"], color="grey", linestyle=":", linewidth=1)
     ax.set_xscale("log")
     ax.set_xlabel("reward queries (images scored in training; untrained model at 1)")
