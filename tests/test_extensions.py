@@ -96,6 +96,22 @@ def test_a_plugin_family_loads_samples_and_trains(tmp_path):
     assert draftsdk.lora.read_lora(result.lora_path).info["family"] == "sd-grey"
 
 
+def test_an_object_no_family_fits_is_described_by_the_first_registered_family():
+    class EarlyGrey(GreyFamily):
+        name = "a-grey"  # sorts before "sd": ties must follow registration order, not names
+        description = "grey SD"
+
+    class Plugin:
+        @draftsdk.hookimpl
+        def register_model_families(self, register):
+            register(EarlyGrey)
+
+    register_plugin(Plugin(), name="early-grey")
+    assert draftsdk.models.list_families()[0] == "a-grey"
+    with pytest.raises(TypeError, match=r"^object is not a Stable Diffusion 1.x/2.x pipeline: missing unet"):
+        draftsdk.models.family_for(object())
+
+
 def test_a_plugin_variant_is_one_class_with_its_own_options(tmp_path):
     register_plugin(ThirdParty(), name="third-party")
     assert get_variant("early-x0") is EarlyX0
