@@ -50,9 +50,13 @@ METHODS: dict[str, dict[str, Any]] = {
 }
 
 
+def _is_ddpo(method: str) -> bool:
+    return METHODS.get(method, {}).get("variant") == "ddpo"
+
+
 def run(method: str, seed: int, lr: float, args: argparse.Namespace) -> dict[str, Any]:
     settings = dict(METHODS[method])
-    is_ddpo = settings["variant"] == "ddpo"
+    is_ddpo = _is_ddpo(method)
     steps = args.ddpo_steps if is_ddpo else args.steps
     config = draftsdk.TrainConfig(
         **settings,
@@ -137,7 +141,7 @@ def main() -> None:
         args.ddpo_batch, args.ddpo_eval_every, args.lrs, args.ddpo_lrs = 4, 1, "1e-3", "1e-3"
     runs, sweep = [], []
     for method in methods:
-        grid = [float(x) for x in (args.ddpo_lrs if METHODS[method]["variant"] == "ddpo" else args.lrs).split(",")]
+        grid = [float(x) for x in (args.ddpo_lrs if _is_ddpo(method) else args.lrs).split(",")]
         tried = [run(method, 0, lr, args) for lr in grid]
         sweep += [{"method": r["method"], "lr": r["lr"], "queries_to_target": r["queries_to_target"],
                    "final_p": r["curve"][-1][1]} for r in tried]
@@ -212,7 +216,7 @@ def report(data: dict[str, Any]) -> str:
             b = _median_or_none([get(r) for r in runs if r["method"] == "DRaFT-1"])
             if a and b:
                 ratios.append(f"DRaFT-LV / DRaFT-1 {what} to target: {a / b:.2f}x")
-    for ddpo in (m for m in methods if METHODS.get(m, {}).get("variant") == "ddpo" and one):
+    for ddpo in (m for m in methods if one and _is_ddpo(m)):
         if medians[ddpo]:
             ratios.append(f"{ddpo} / DRaFT-1 queries: {medians[ddpo] / one:.1f}x")
         else:
@@ -245,7 +249,7 @@ def plot(data: dict[str, Any], path: Path) -> None:
         points = [(q, statistics.median(r["curve"][i][1] for r in mine)) for i, (q, _, _) in enumerate(mine[0]["curve"])]
         points = [(max(q, 1), p) for q, p in points]  # the untrained evaluation sits at 1 on the log axis
         ax.plot(*zip(*points), marker="o", markersize=2.5, linewidth=1.5,
-                label=f"{method} (lr {mine[0]['lr']:g})", linestyle="--" if METHODS.get(method, {}).get("variant") == "ddpo" else "-")
+                label=f"{method} (lr {mine[0]['lr']:g})", linestyle="--" if _is_ddpo(method) else "-")
     ax.axhline(settings["target"], color="grey", linestyle=":", linewidth=1)
     ax.set_xscale("log")
     ax.set_xlabel("reward queries (images scored in training; untrained model at 1)")

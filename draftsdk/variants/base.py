@@ -86,10 +86,10 @@ def find_fault(scores: RewardOutput) -> str | None:
     the sampled images (a diverged adapter) or reward terms; None when every value is finite."""
     if scores.images_nonfinite:
         return "the sampled images were NaN/inf (the adapter or the sampler diverged)"
+    if bool(torch.isfinite(scores.total).all()):  # a NaN/inf term always reaches the weighted total
+        return None
     bad = scores.nonfinite_terms()
-    if bad or not bool(torch.isfinite(scores.total).all()):
-        return f"the reward returned NaN/inf ({', '.join(repr(b) for b in bad) or 'total'}) on finite images"
-    return None
+    return f"the reward returned NaN/inf ({', '.join(repr(b) for b in bad) or 'total'}) on finite images"
 
 
 class StepContext:
